@@ -1,0 +1,7 @@
+"""``python -m pbt``: the same command line as the ``pbt`` console script."""
+
+import sys
+
+from pbt.cli import main
+
+sys.exit(main())

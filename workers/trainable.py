@@ -1,0 +1,78 @@
+"""The worker interface (DESIGN §3) and the resolver from a config's ``trainable.name`` to a class."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from models.errors import ConfigError
+
+State = dict[str, np.ndarray]
+
+REQUIRED_METHODS = ("train", "evaluate", "get_state", "set_state", "set_hparams")
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """One training run that a worker can advance, evaluate, snapshot and retune.
+
+    ``get_state`` returns a flat dict of numpy arrays holding everything that decides future
+    training (weights, optimizer slots, counters, random state), so it moves through Ray's object
+    store as plain buffers and saves to ``.npz`` with ``allow_pickle=False``.
+    """
+
+    def __init__(self, hparams: Mapping[str, Any], seed: int, **settings: Any) -> None: ...
+
+    def train(self, steps: int) -> None:
+        """Advance by ``steps`` optimizer steps."""
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics; ``test_*`` keys are reported, never used to choose."""
+
+    def get_state(self) -> State:
+        """Weights, optimizer slots and counters as a flat ``{name: ndarray}``."""
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Replace the whole state with one from ``get_state`` (of this or another instance)."""
+
+    def set_hparams(self, hparams: Mapping[str, Any]) -> None:
+        """Change hyperparameters mid-training without touching weights or optimizer slots."""
+
+
+def _builtins() -> dict[str, type]:
+    from models import MLPClassifier, ToyQuadratic
+
+    return {"mlp": MLPClassifier, "toy": ToyQuadratic}
+
+
+def resolve_trainable(name: str) -> type:
+    """Return the class named by ``trainable.name``: ``"mlp"``, ``"toy"`` or ``"package.module:Class"``.
+
+    Raises ``ConfigError`` naming what does not resolve or which method of the shape is missing.
+    """
+    builtins = _builtins()
+    if name in builtins:
+        return builtins[name]
+    if ":" not in name:
+        raise ConfigError(
+            f"trainable.name: unknown trainable {name!r}; use one of "
+            f"{', '.join(sorted(builtins))} or 'package.module:Class'"
+        )
+    module_name, _, class_name = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"trainable.name: cannot import module {module_name!r} ({exc})") from None
+    cls = getattr(module, class_name, None)
+    if not inspect.isclass(cls):
+        raise ConfigError(f"trainable.name: module {module_name!r} has no class {class_name!r}")
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
+    if missing:
+        raise ConfigError(
+            f"trainable.name: class {name!r} lacks method(s) {', '.join(missing)} of the Trainable shape"
+        )
+    return cls
