@@ -1,0 +1,54 @@
+"""Validation of settings and hyperparameters where they enter a trainable.
+
+Every failure is one ``ConfigError`` line naming the field (``trainable.<setting>`` or
+``space.<hparam>``) and the problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from models.errors import ConfigError
+
+
+def reject_unknown(given: Iterable[str], allowed: Iterable[str], prefix: str) -> None:
+    """Raise naming the first key of ``given`` that is not in ``allowed``."""
+    allowed = list(allowed)
+    for key in given:
+        if key not in allowed:
+            raise ConfigError(f"{prefix}.{key}: unknown; expected one of {', '.join(allowed)}")
+
+
+def real(field: str, value: Any, *, lo: float = -math.inf, hi: float = math.inf,
+         lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a finite float inside the interval; ``lo_open``/``hi_open`` exclude the ends."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        value = float(value)
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise ConfigError(f"{field}: must be a finite number in {left}{lo}, {hi}{right}, got {value!r}")
+    return value
+
+
+def integer(field: str, value: Any, *, lo: int) -> int:
+    """``value`` as an int ``>= lo`` (bools are not integers here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ConfigError(f"{field}: must be an integer >= {lo}, got {value!r}")
+    return value
+
+
+def seed(value: Any) -> int:
+    """A trainable's seed: a non-negative integer."""
+    return integer("seed", value, lo=0)
+
+
+def hparams(given: Mapping[str, Any], current: Mapping[str, float],
+            bounds: Mapping[str, dict[str, Any]]) -> dict[str, float]:
+    """Merge ``given`` over ``current`` after checking names and values (``space.<name>``)."""
+    reject_unknown(given, current, "space")
+    merged = {**current, **given}
+    return {name: real(f"space.{name}", value, **bounds.get(name, {})) for name, value in merged.items()}
