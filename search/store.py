@@ -1,0 +1,415 @@
+"""The run store: one SQLite file (WAL) per run directory, plus ``summary.json`` (DESIGN §5).
+
+Contract
+--------
+* **Who writes.** Only the driver process writes ``run.db`` (``RunStore``), and every write goes
+  through one transaction helper (``RunStore._write``), so a reader never sees half a write.
+  ``load_run`` opens the file read-only (``mode=ro``) and is safe while a run is being written.
+* **What is immutable.** The ``run`` row's identity (strategy, seed, objective, mode, budget, raw
+  config, ``started_at``) is written once by ``create``. Only ``status`` and ``finished_at`` change.
+* **Why writes are idempotent, so resume works.** A result is keyed by ``(member, step)`` on the
+  member's own clock and written with ``INSERT OR REPLACE``: training a member again from a checkpoint
+  rewrites the same rows instead of adding new ones. Events carry a sequence number. The driver
+  commits a *snapshot* (the strategy's and the runner's state, each member's step and checkpoint
+  file, the last event number) once the checkpoint files it names are on disk; ``rollback`` returns
+  the store to the last snapshot (results past each member's snapshot step and later events are
+  deleted, members are restored), and the resumed run writes from there exactly as the first one did.
+  A run resumed after a crash therefore ends with no duplicated and no missing results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models.errors import StoreError
+
+FORMAT = 1
+DB_NAME = "run.db"
+SUMMARY_NAME = "summary.json"
+CHECKPOINTS_DIR = "checkpoints"
+
+_SCHEMA = """
+CREATE TABLE run (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    format INTEGER NOT NULL,
+    strategy TEXT NOT NULL, seed INTEGER NOT NULL, objective TEXT NOT NULL, mode TEXT NOT NULL,
+    population INTEGER NOT NULL, steps_per_member INTEGER NOT NULL, eval_every INTEGER NOT NULL,
+    status TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL, config TEXT NOT NULL
+);
+CREATE TABLE members (
+    member INTEGER PRIMARY KEY, status TEXT NOT NULL, error TEXT, step INTEGER NOT NULL,
+    objective REAL, hparams TEXT NOT NULL
+);
+CREATE TABLE results (
+    member INTEGER NOT NULL, step INTEGER NOT NULL, objective REAL, metrics TEXT NOT NULL,
+    hparams TEXT NOT NULL, worker TEXT, node TEXT, wall_time REAL NOT NULL, train_seconds REAL NOT NULL,
+    PRIMARY KEY (member, step)
+);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, member INTEGER, step INTEGER,
+    data TEXT NOT NULL
+);
+CREATE TABLE snapshot (
+    id INTEGER PRIMARY KEY CHECK (id = 1), taken_at REAL NOT NULL, last_event INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+"""
+
+_RUN_COLUMNS = (
+    "strategy", "seed", "objective", "mode", "population", "steps_per_member", "eval_every",
+    "status", "started_at", "finished_at", "config",
+)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, allow_nan=True)
+
+
+def _nan_to_none(value: float | None) -> float | None:
+    return None if value is None or value != value else float(value)
+
+
+class RunStore:
+    """The driver's handle on ``run_dir/run.db``; the only writer of a run's store."""
+
+    def __init__(self, run_dir: Path, conn: sqlite3.Connection) -> None:
+        self.run_dir = run_dir
+        self._conn = conn
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, run_dir: Path, *, config: Mapping[str, Any], strategy: str, seed: int, population: int,
+        steps_per_member: int, eval_every: int, objective: str, mode: str,
+    ) -> "RunStore":
+        """Create the run directory and its store; ``StoreError`` if ``run_dir`` already holds a run."""
+        run_dir = Path(run_dir)
+        if (run_dir / DB_NAME).exists():
+            raise StoreError(f"{run_dir}: already holds a run ({DB_NAME} exists)")
+        (run_dir / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
+        conn = _connect(run_dir / DB_NAME)
+        return cls(run_dir, conn)._init_schema(
+            config=config, strategy=strategy, seed=seed, population=population,
+            steps_per_member=steps_per_member, eval_every=eval_every, objective=objective, mode=mode,
+        )
+
+    def _init_schema(self, **row: Any) -> "RunStore":
+        with self._write() as db:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.execute(
+                "INSERT INTO run (id, format, strategy, seed, objective, mode, population, "
+                "steps_per_member, eval_every, status, started_at, finished_at, config) "
+                "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, NULL, ?)",
+                (FORMAT, row["strategy"], int(row["seed"]), row["objective"], row["mode"],
+                 int(row["population"]), int(row["steps_per_member"]), int(row["eval_every"]),
+                 time.time(), _json(dict(row["config"]))),
+            )
+        return self
+
+    @classmethod
+    def open(cls, run_dir: Path) -> "RunStore":
+        """Open an existing run for writing (resume); ``StoreError`` if it is not a run directory."""
+        run_dir = Path(run_dir)
+        path = run_dir / DB_NAME
+        if not path.is_file():
+            raise StoreError(f"{run_dir}: not a run directory (no {DB_NAME})")
+        store = cls(run_dir, _connect(path))
+        _check_format(store._conn, run_dir)
+        return store
+
+    def close(self) -> None:
+        """Close the connection (checkpoints the WAL into the main file)."""
+        self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """THE transaction helper: every write to the store happens inside one of these."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # -- reads the driver needs --------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """The run row as a dict (``config`` decoded)."""
+        return _read_info(self._conn, self.run_dir)
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The last committed snapshot's state, or ``None`` if none was committed."""
+        row = self._conn.execute("SELECT state FROM snapshot WHERE id = 1").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def last_event(self) -> int:
+        """The sequence number of the newest event (0 if none)."""
+        return int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    # -- writes ------------------------------------------------------------------------------
+    def put_member(
+        self, member: int, *, status: str, step: int, objective: float | None,
+        hparams: Mapping[str, Any], error: str | None = None,
+    ) -> None:
+        """Insert or update one member's row."""
+        with self._write() as db:
+            _put_member(db, member, status, step, objective, hparams, error)
+
+    def add_results(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Write result rows (keys: member, step, objective, metrics, hparams, worker, node,
+        wall_time, train_seconds). Idempotent: a row with the same (member, step) is replaced."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO results (member, step, objective, metrics, hparams, worker, "
+                "node, wall_time, train_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (int(r["member"]), int(r["step"]), _nan_to_none(r["objective"]), _json(dict(r["metrics"])),
+                     _json(dict(r["hparams"])), r["worker"], r["node"], float(r["wall_time"]),
+                     float(r["train_seconds"]))
+                    for r in rows
+                ],
+            )
+
+    def add_event(
+        self, time_s: float, kind: str, member: int | None, step: int | None, data: Mapping[str, Any]
+    ) -> int:
+        """Append an event; returns its sequence number."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO events (time, kind, member, step, data) VALUES (?, ?, ?, ?, ?)",
+                (float(time_s), kind, member, step, _json(dict(data))),
+            )
+            return int(cursor.lastrowid)
+
+    def commit_snapshot(self, state: Mapping[str, Any], last_event: int) -> None:
+        """Make ``state`` the point a resume starts from. ``state["members"]`` maps member id (str)
+        to a dict with at least ``status``, ``error``, ``step``, ``objective``, ``hparams``."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO snapshot (id, taken_at, last_event, state) VALUES (1, ?, ?, ?)",
+                (time.time(), int(last_event), _json(dict(state))),
+            )
+
+    def rollback(self) -> dict[str, Any] | None:
+        """Return the store to the last snapshot and give its state (``None``: back to the start)."""
+        state = self.snapshot()
+        with self._write() as db:
+            if state is None:
+                for table in ("members", "results", "events"):
+                    db.execute(f"DELETE FROM {table}")
+            else:
+                last = db.execute("SELECT last_event FROM snapshot WHERE id = 1").fetchone()[0]
+                db.execute("DELETE FROM events WHERE seq > ?", (last,))
+                db.execute("DELETE FROM members")
+                for key, m in state["members"].items():
+                    db.execute("DELETE FROM results WHERE member = ? AND step > ?", (int(key), int(m["step"])))
+                    _put_member(db, int(key), m["status"], m["step"], m["objective"], m["hparams"], m["error"])
+                known = [int(k) for k in state["members"]]
+                db.execute(
+                    f"DELETE FROM results WHERE member NOT IN ({','.join('?' * len(known))})", known
+                )
+            db.execute("UPDATE run SET status = 'running', finished_at = NULL WHERE id = 1")
+        return state
+
+    def finish(self, status: str) -> None:
+        """Mark the run ``finished`` or ``failed``."""
+        with self._write() as db:
+            db.execute("UPDATE run SET status = ?, finished_at = ? WHERE id = 1", (status, time.time()))
+
+    def write_summary(self, summary: Mapping[str, Any]) -> Path:
+        """Write ``summary.json`` atomically (temp file + rename)."""
+        path = self.run_dir / SUMMARY_NAME
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        return path
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def _put_member(
+    db: sqlite3.Connection, member: int, status: str, step: int, objective: float | None,
+    hparams: Mapping[str, Any], error: str | None,
+) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO members (member, status, error, step, objective, hparams) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (int(member), status, error, int(step), _nan_to_none(objective), _json(dict(hparams))),
+    )
+
+
+def _check_format(conn: sqlite3.Connection, run_dir: Path) -> None:
+    try:
+        row = conn.execute("SELECT format FROM run WHERE id = 1").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{run_dir / DB_NAME}: not a run store ({exc})") from None
+    if row is None or row[0] != FORMAT:
+        raise StoreError(f"{run_dir / DB_NAME}: store format {row and row[0]!r}, expected {FORMAT}")
+
+
+def _read_info(conn: sqlite3.Connection, run_dir: Path) -> dict[str, Any]:
+    row = conn.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM run WHERE id = 1").fetchone()
+    if row is None:
+        raise StoreError(f"{run_dir / DB_NAME}: the run row is missing")
+    info = dict(zip(_RUN_COLUMNS, row))
+    info["config"] = json.loads(info["config"])
+    return info
+
+
+# -- reading a run ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunData:
+    """A run directory loaded into pandas (see the module docstring and DESIGN §5)."""
+
+    run_dir: Path
+    info: dict
+    results: pd.DataFrame
+    members: pd.DataFrame
+    events: pd.DataFrame
+    summary: dict | None
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Load a run directory read-only; safe while the run is still being written."""
+    run_dir = Path(run_dir)
+    path = run_dir / DB_NAME
+    if not path.is_file():
+        raise StoreError(f"{run_dir}: not a run directory (no {DB_NAME})")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open ({exc})") from None
+    try:
+        _check_format(conn, run_dir)
+        conn.execute("BEGIN")  # one consistent read of every table
+        info = _read_info(conn, run_dir)
+        results = _results_frame(conn)
+        members = _members_frame(conn)
+        events = _events_frame(conn)
+        conn.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot read ({exc})") from None
+    finally:
+        conn.close()
+    summary_path = run_dir / SUMMARY_NAME
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    return RunData(run_dir, info, results, members, events, summary)
+
+
+def _results_frame(conn: sqlite3.Connection) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT member, step, objective, metrics, hparams, worker, node, wall_time, train_seconds "
+        "FROM results ORDER BY member, step"
+    ).fetchall()
+    records = []
+    for member, step, objective, metrics, hparams, worker, node, wall_time, train_seconds in rows:
+        record: dict[str, Any] = {"member": member, "step": step,
+                                  "objective": float("nan") if objective is None else objective}
+        record.update(json.loads(metrics))
+        record.update({f"hp.{k}": v for k, v in json.loads(hparams).items()})
+        record.update(worker=worker, node=node, wall_time=wall_time, train_seconds=train_seconds)
+        records.append(record)
+    base = ["member", "step", "objective"]
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(
+        columns=base + ["worker", "node", "wall_time", "train_seconds"])
+    return frame.astype({"member": "int64", "step": "int64", "objective": "float64"})
+
+
+def _members_frame(conn: sqlite3.Connection) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT member, status, error, step, objective, hparams FROM members ORDER BY member"
+    ).fetchall()
+    records = []
+    for member, status, error, step, objective, hparams in rows:
+        record: dict[str, Any] = {"member": member, "status": status, "error": error, "step": step,
+                                  "objective": float("nan") if objective is None else objective}
+        record.update({f"hp.{k}": v for k, v in json.loads(hparams).items()})
+        records.append(record)
+    if not records:
+        return pd.DataFrame(columns=["member", "status", "error", "step", "objective"])
+    return pd.DataFrame.from_records(records)
+
+
+def _events_frame(conn: sqlite3.Connection) -> pd.DataFrame:
+    rows = conn.execute("SELECT seq, time, kind, member, step, data FROM events ORDER BY seq").fetchall()
+    records = [
+        {"seq": seq, "time": t, "kind": kind,
+         "member": None if member is None else int(member),
+         "step": None if step is None else int(step), "data": json.loads(data)}
+        for seq, t, kind, member, step, data in rows
+    ]
+    columns = ["seq", "time", "kind", "member", "step", "data"]
+    return pd.DataFrame.from_records(records, columns=columns).astype({"member": "object", "step": "object"})
+
+
+# -- derived queries, built on the events ------------------------------------------------------
+
+def exploits(run: RunData) -> pd.DataFrame:
+    """One row per exploit: step, member, donor, donor_step, member_objective, donor_objective,
+    old_hparams, new_hparams (in the order they happened)."""
+    columns = ["step", "member", "donor", "donor_step", "member_objective", "donor_objective",
+               "old_hparams", "new_hparams"]
+    events = run.events[run.events["kind"] == "exploit"]
+    records = [
+        {"step": int(e.step), "member": int(e.member), **{k: e.data[k] for k in columns[2:]}}
+        for e in events.itertuples()
+    ]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def schedule(run: RunData, member: int) -> list[tuple[int, dict]]:
+    """``member``'s hyperparameters over time through its lineage, as ``[(step, hparams), ...]``.
+
+    Steps are on the clock of the weights: an exploit at member step ``s`` from a donor at
+    ``donor_step`` ``d`` means the weights followed the donor's schedule up to ``d`` (on the donor's
+    weight clock), then the member's new hyperparameters; only the last exploit matters, since it
+    replaced the weights.
+    """
+    starts = {int(e.member): dict(e.data["hparams"]) for e in run.events.itertuples() if e.kind == "start"}
+    taken = {}
+    for e in run.events.itertuples():
+        if e.kind == "exploit":
+            taken.setdefault(int(e.member), []).append(
+                (int(e.seq), int(e.step), int(e.data["donor"]), int(e.data["donor_step"]), dict(e.data["new_hparams"])))
+    if member not in starts:
+        raise StoreError(f"{run.run_dir}: member {member} has no start event")
+
+    def last_exploit(m: int, before_seq: float, upto_step: float):
+        found = [x for x in taken.get(m, []) if x[0] < before_seq and x[1] <= upto_step]
+        return found[-1] if found else None
+
+    def weight_clock(m: int, step: int, before_seq: float) -> int:
+        e = last_exploit(m, before_seq, step)
+        return step if e is None else weight_clock(e[2], e[3], e[0]) + step - e[1]
+
+    def lineage(m: int, before_seq: float, upto_step: float) -> list[tuple[int, dict]]:
+        e = last_exploit(m, before_seq, upto_step)
+        if e is None:
+            return [(0, starts[m])]
+        seq, _, donor, donor_step, new = e
+        at = weight_clock(donor, donor_step, seq)
+        base = [(s, h) for s, h in lineage(donor, seq, donor_step) if s < at]
+        return base + [(at, new)]
+
+    merged: list[tuple[int, dict]] = []
+    for step, hparams in lineage(member, float("inf"), float("inf")):
+        if not merged or merged[-1][1] != hparams:
+            merged.append((step, hparams))
+    return merged

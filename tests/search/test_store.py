@@ -1,0 +1,132 @@
+"""The run store on a real SQLite file: round trip, read-only loading during writes, rollback, lineage."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from models.errors import StoreError
+from search.store import RunStore, exploits, load_run, schedule
+
+CONFIG = {"objective": "Q", "mode": "max", "space": {"h0": {"uniform": [0.0, 1.0]}}}
+
+
+def _store(tmp_path, population=3):
+    return RunStore.create(
+        tmp_path / "run", config=CONFIG, strategy="pbt", seed=7, population=population,
+        steps_per_member=20, eval_every=10, objective="Q", mode="max",
+    )
+
+
+def _result(member, step, q, h0, **extra):
+    return {"member": member, "step": step, "objective": q, "metrics": {"Q": q, "test_Q": q / 2, **extra},
+            "hparams": {"h0": h0}, "worker": "w0", "node": "n0", "wall_time": step / 10, "train_seconds": 0.5}
+
+
+def _exploit(store, t, member, step, donor, donor_step, old, new):
+    store.add_event(t, "exploit", member, step, {
+        "donor": donor, "donor_step": donor_step, "member_objective": 0.1, "donor_objective": 0.9,
+        "old_hparams": old, "new_hparams": new})
+
+
+def test_round_trip_into_frames(tmp_path):
+    store = _store(tmp_path)
+    for m in range(2):
+        store.add_event(0.0, "start", m, 0, {"hparams": {"h0": 0.5 + m / 10}})
+        store.put_member(m, status="running", step=0, objective=None, hparams={"h0": 0.5 + m / 10})
+    store.add_results([_result(0, 10, 0.3, 0.5), _result(0, 20, 0.6, 0.5), _result(1, 10, float("nan"), 0.6)])
+    store.put_member(1, status="failed", step=10, objective=None, hparams={"h0": 0.6}, error="boom")
+    store.finish("finished")
+    store.write_summary({"best": {"member": 0}})
+    run = load_run(tmp_path / "run")
+    assert run.info["strategy"] == "pbt" and run.info["seed"] == 7 and run.info["status"] == "finished"
+    assert run.info["config"] == CONFIG and run.info["finished_at"] >= run.info["started_at"]
+    assert list(run.results["member"]) == [0, 0, 1] and list(run.results["step"]) == [10, 20, 10]
+    assert {"Q", "test_Q", "hp.h0", "worker", "node", "wall_time", "train_seconds"} <= set(run.results.columns)
+    assert run.results["objective"].isna().tolist() == [False, False, True]
+    assert run.members.set_index("member").loc[1, "error"] == "boom"
+    assert run.members.set_index("member").loc[0, "hp.h0"] == 0.5
+    assert list(run.events["kind"]) == ["start", "start"] and run.events["data"][0] == {"hparams": {"h0": 0.5}}
+    assert run.summary == {"best": {"member": 0}}
+
+
+def test_results_are_idempotent_per_member_and_step(tmp_path):
+    store = _store(tmp_path)
+    store.add_results([_result(0, 10, 0.3, 0.5)])
+    store.add_results([_result(0, 10, 0.4, 0.5)])
+    run = load_run(tmp_path / "run")
+    assert len(run.results) == 1 and run.results["objective"][0] == 0.4
+
+
+def test_load_run_is_read_only_and_works_while_written(tmp_path):
+    store = _store(tmp_path)
+    store.add_results([_result(0, 10, 0.3, 0.5)])
+    first = load_run(tmp_path / "run")  # the writer's connection is still open
+    store.add_results([_result(0, 20, 0.5, 0.5)])
+    assert len(first.results) == 1 and len(load_run(tmp_path / "run").results) == 2
+    uri = f"{(tmp_path / 'run' / 'run.db').resolve().as_uri()}?mode=ro"
+    with pytest.raises(sqlite3.OperationalError):
+        sqlite3.connect(uri, uri=True).execute("DELETE FROM results")
+    store.close()
+    assert len(load_run(tmp_path / "run").results) == 2  # after the WAL was folded in, too
+
+
+def test_rollback_returns_to_the_snapshot(tmp_path):
+    store = _store(tmp_path)
+    store.add_event(0.0, "start", 0, 0, {"hparams": {"h0": 0.5}})
+    store.add_results([_result(0, 10, 0.3, 0.5)])
+    members = {"0": {"status": "running", "error": None, "step": 10, "objective": 0.3, "hparams": {"h0": 0.5}}}
+    store.commit_snapshot({"members": members, "strategy": {"x": 1}}, store.last_event())
+    store.add_results([_result(0, 20, 0.6, 0.5), _result(1, 10, 0.2, 0.1)])
+    store.add_event(1.0, "finish", 0, 20, {})
+    store.put_member(0, status="finished", step=20, objective=0.6, hparams={"h0": 0.5})
+    state = RunStore.open(tmp_path / "run").rollback()
+    assert state["strategy"] == {"x": 1}
+    run = load_run(tmp_path / "run")
+    assert list(zip(run.results["member"], run.results["step"])) == [(0, 10)]
+    assert list(run.events["kind"]) == ["start"]
+    assert run.members.to_dict("records")[0]["step"] == 10 and run.info["status"] == "running"
+
+
+def test_open_and_create_refuse_what_is_not_theirs(tmp_path):
+    with pytest.raises(StoreError, match="not a run directory"):
+        RunStore.open(tmp_path)
+    with pytest.raises(StoreError, match="not a run directory"):
+        load_run(tmp_path)
+    _store(tmp_path)
+    with pytest.raises(StoreError, match="already holds a run"):
+        _store(tmp_path)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "run.db").write_text("not sqlite at all, just text" * 100)
+    with pytest.raises(StoreError):
+        load_run(tmp_path / "bad")
+
+
+def test_exploits_and_schedule_follow_the_lineage(tmp_path):
+    store = _store(tmp_path)
+    for m in range(3):
+        store.add_event(0.0, "start", m, 0, {"hparams": {"h0": float(m)}})
+    # member 1 copies member 0 at step 10 (donor at 10); later member 2 copies member 1 at its step 20,
+    # when member 1 is at step 20: the weights of 2 followed 0's schedule to 10, then 1's new h0.
+    _exploit(store, 1.0, 1, 10, 0, 10, {"h0": 1.0}, {"h0": 0.3})
+    _exploit(store, 2.0, 2, 20, 1, 20, {"h0": 2.0}, {"h0": 0.7})
+    # a later exploit by 1 must not change what 2 inherited before it
+    _exploit(store, 3.0, 1, 30, 0, 30, {"h0": 0.3}, {"h0": 0.9})
+    run = load_run(tmp_path / "run")
+    table = exploits(run)
+    assert list(table["member"]) == [1, 2, 1] and list(table["donor_step"]) == [10, 20, 30]
+    assert json.dumps(table["new_hparams"][0]) == '{"h0": 0.3}'
+    assert schedule(run, 0) == [(0, {"h0": 0.0})]
+    assert schedule(run, 2) == [(0, {"h0": 0.0}), (10, {"h0": 0.3}), (20, {"h0": 0.7})]
+    assert schedule(run, 1) == [(0, {"h0": 0.0}), (30, {"h0": 0.9})]
+
+
+def test_schedule_uses_the_donors_weight_clock(tmp_path):
+    store = _store(tmp_path)
+    for m in range(3):
+        store.add_event(0.0, "start", m, 0, {"hparams": {"h0": float(m)}})
+    _exploit(store, 1.0, 1, 10, 0, 30, {"h0": 1.0}, {"h0": 0.5})  # 1's weights at its step 10 ~ clock 30
+    _exploit(store, 2.0, 2, 40, 1, 20, {"h0": 2.0}, {"h0": 0.8})  # 1 at its step 20 = clock 40
+    assert schedule(load_run(tmp_path / "run"), 2) == [(0, {"h0": 0.0}), (30, {"h0": 0.5}), (40, {"h0": 0.8})]
