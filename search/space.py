@@ -99,11 +99,12 @@ class Dimension:
         fractions = (np.arange(n) + 0.5) / n
         if self.kind == "loguniform":
             lo, hi = math.log(self.low), math.log(self.high)
-            return [float(math.exp(lo + f * (hi - lo))) for f in fractions]
-        values = [self.low + f * (self.high - self.low) for f in fractions]
+            values = [math.exp(lo + f * (hi - lo)) for f in fractions]
+        else:
+            values = [self.low + f * (self.high - self.low) for f in fractions]
         if self.kind == "int":
             return [int(round(v)) for v in values]
-        return [float(v) for v in values]
+        return [float(f"{v:.12g}") for v in values]  # 1e-3, not 0.0010000000000000002
 
     def canonical(self, value: Any) -> Any:
         """``value`` (already ``contains``-checked) in this dimension's Python type."""
