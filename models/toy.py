@@ -23,7 +23,8 @@ _DEFAULTS = {"h0": 1.0, "h1": 1.0}
 class ToyQuadratic:
     """A Trainable for the toy. Hyperparameters ``h0``, ``h1`` (default 1.0); setting ``lr``."""
 
-    def __init__(self, hparams: Mapping[str, Any], seed: int, *, lr: float = 0.01) -> None:
+    def __init__(self, hparams: Mapping[str, Any], seed: int, *, lr: float = 0.01, **unknown: Any) -> None:
+        checks.reject_unknown(unknown, ("lr",), "trainable")
         checks.seed(seed)  # the toy is deterministic; the seed is accepted for the common shape
         self.lr = checks.real("trainable.lr", lr, lo=0.0, lo_open=True)
         self.hparams = dict(_DEFAULTS)
