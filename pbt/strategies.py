@@ -1,0 +1,26 @@
+"""The strategies a run can use, built from a validated config and the run's generator."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.errors import ConfigError
+from pbt.config import RunConfig
+from search.grid import GridStrategy
+from search.random import RandomStrategy
+from search.strategy import Strategy
+
+STRATEGIES = ("pbt", "grid", "random")
+
+
+def make_strategy(name: str, config: RunConfig, rng: np.random.Generator) -> Strategy:
+    """The strategy ``name`` (one of ``STRATEGIES``) for ``config``; ``ConfigError`` if it cannot be built."""
+    if name == "grid":
+        return GridStrategy(config.space, config.budget, config.grid, config.initial, rng)
+    if name == "random":
+        return RandomStrategy(config.space, config.budget, config.initial, rng)
+    if name == "pbt":
+        from pbt.strategy import PBTStrategy
+
+        return PBTStrategy(config.space, config.budget, config.pbt, config.initial, rng)
+    raise ConfigError(f"--strategy: unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}")
