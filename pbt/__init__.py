@@ -1,0 +1,7 @@
+"""PBT and the product's front door: config loading, strategies by name, the ``pbt`` command line."""
+
+from pbt.config import RunConfig, load_config, parse_config
+from pbt.settings import PBTSettings
+from pbt.strategies import make_strategy
+
+__all__ = ["PBTSettings", "RunConfig", "load_config", "make_strategy", "parse_config"]

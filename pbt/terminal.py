@@ -1,0 +1,147 @@
+"""What ``pbt run`` shows: a live progress line on stderr, and the ranked members on stdout at the end."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+import pandas as pd
+
+from search.progress import Progress
+from search.store import RunData
+from search.strategy import oriented_score
+
+
+def format_duration(seconds: float) -> str:
+    """``75`` → ``1:15``; ``3725`` → ``1:02:05``."""
+    seconds = int(round(max(seconds, 0.0)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_progress(progress: Progress, objective: str) -> str:
+    """One line: members done, steps of the budget, best so far, exploits, elapsed and time left."""
+    p = progress
+    fraction = p.steps_done / p.budget_steps if p.budget_steps else 0.0
+    parts = [
+        f"members {p.members_done}/{p.population} done",
+        f"steps {p.steps_done:,}/{p.budget_steps:,} ({fraction:.0%})",
+    ]
+    if p.best_objective is not None:
+        parts.append(f"best {objective} {p.best_objective:.4g} (member {p.best_member})")
+    if p.exploits:
+        parts.append(f"exploits {p.exploits}")
+    timing = f"{format_duration(p.elapsed_seconds)} elapsed"
+    if 0 < p.steps_done < p.budget_steps:
+        left = p.elapsed_seconds * (p.budget_steps - p.steps_done) / p.steps_done
+        timing += f", ~{format_duration(left)} left"
+    parts.append(timing)
+    return " | ".join(parts)
+
+
+class ProgressDisplay:
+    """A ``Progress`` callback drawing on ``stream``: redrawn in place on a TTY, else a line every ``every`` s.
+
+    ``quiet`` draws nothing. Call ``close()`` at the end to finish the line.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        objective: str,
+        *,
+        quiet: bool = False,
+        every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.objective = objective
+        self.quiet = quiet
+        self.every = every
+        self.clock = clock
+        self.tty = stream.isatty()
+        self._last_time = -math.inf
+        self._width = 0
+        self._pending: str | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        if self.quiet:
+            return
+        line = format_progress(progress, self.objective)
+        now = self.clock()
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self._width))
+            self._width = len(line)
+        elif now - self._last_time >= self.every or progress.steps_done >= progress.budget_steps:
+            self.stream.write(line + "\n")
+            self._last_time, self._pending = now, None
+        else:
+            self._pending = line
+            return
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the in-place line on a TTY, or write the last line not yet shown."""
+        if self.quiet:
+            return
+        if self.tty and self._width:
+            self.stream.write("\n")
+        elif self._pending is not None:
+            self.stream.write(self._pending + "\n")
+            self._pending = None
+        self.stream.flush()
+
+
+def _number(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def ranked_members(run: RunData) -> pd.DataFrame:
+    """The members best first by their latest objective (NaN, missing and failed last)."""
+    members = run.members.copy()
+    mode = run.info["mode"]
+    members["_score"] = [
+        -math.inf if obj is None or status == "failed" else oriented_score(float(obj), mode)
+        for obj, status in zip(members["objective"], members["status"])
+    ]
+    members = members.sort_values(["_score", "member"], ascending=[False, True], kind="stable")
+    return members.drop(columns="_score").reset_index(drop=True)
+
+
+def results_table(run: RunData) -> str:
+    """The members ranked by objective, then the best member, its test metrics and its schedule."""
+    objective = run.info["objective"]
+    ranked = ranked_members(run)
+    hp_columns = [c for c in ranked.columns if c.startswith("hp.")]
+    table = pd.DataFrame({
+        "rank": range(1, len(ranked) + 1),
+        "member": ranked["member"],
+        "status": ranked["status"],
+        "step": ranked["step"],
+        objective: [_number(v) for v in ranked["objective"]],
+        **{c[3:]: [_number(v) for v in ranked[c]] for c in hp_columns},
+    })
+    lines = [table.to_string(index=False)]
+    for row in ranked.itertuples():
+        if row.status == "failed":
+            lines.append(f"member {row.member} failed: {row.error}")
+    best = (run.summary or {}).get("best")
+    if best:
+        lines.append("")
+        lines.append(f"best: member {best['member']}, {objective} {_number(best['objective'])} (validation)")
+        if best.get("test"):
+            lines.append("test: " + ", ".join(f"{k} {_number(v)}" for k, v in best["test"].items()))
+        lines.append("hparams: " + ", ".join(f"{k}={_number(v)}" for k, v in best["hparams"].items()))
+        schedule = best.get("schedule") or []
+        if len(schedule) > 1:
+            lines.append("schedule (step: hparams, through its lineage):")
+            lines.extend(
+                f"  {step:>7}: " + ", ".join(f"{k}={_number(v)}" for k, v in hparams.items())
+                for step, hparams in schedule
+            )
+    return "\n".join(lines)
