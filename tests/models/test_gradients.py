@@ -1,0 +1,151 @@
+"""Every module's backward, every parameter, the losses and a whole network against central
+differences in float64 (models.gradcheck), plus the float32 path and mode switches."""
+
+import numpy as np
+import pytest
+
+from models.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from models.gradcheck import check_gradients, check_module, relative_error
+from models.layers import BatchNorm, Dropout, Linear
+from models.losses import SoftmaxCrossEntropy, SquaredError
+from models.sequential import Sequential
+
+TOL = 1e-6
+
+
+def _x(rng, shape=(6, 5)):
+    x = rng.standard_normal(shape)
+    x[np.abs(x) < 1e-3] = 0.5  # keep kinks (ReLU at 0) away from the finite-difference step
+    return x
+
+
+def _modules(rng):
+    return {
+        "linear": Linear(5, 4, rng, dtype=np.float64),
+        "linear_glorot": Linear(5, 4, rng, init="glorot", dtype=np.float64),
+        "relu": ReLU(),
+        "leaky_relu": LeakyReLU(0.1),
+        "sigmoid": Sigmoid(),
+        "tanh": Tanh(),
+        "batchnorm": BatchNorm(5, dtype=np.float64),
+    }
+
+
+@pytest.mark.parametrize("name", list(_modules(np.random.default_rng(0))))
+def test_module_gradients(name):
+    rng = np.random.default_rng(1)
+    module = _modules(rng)[name]
+    if "gamma" in module.params:  # a non-trivial affine part
+        module.params["gamma"][...] = rng.uniform(0.5, 1.5, 5)
+        module.params["beta"][...] = rng.standard_normal(5)
+    errors = check_module(module, _x(rng), rng)
+    assert set(errors) == {"x", *module.params}
+    assert max(errors.values()) < TOL, errors
+
+
+def test_dropout_gradient_with_a_fixed_mask():
+    rng = np.random.default_rng(2)
+    drop = Dropout(0.4, np.random.default_rng(7))
+    saved = drop.rng.bit_generator.state
+
+    def reset():
+        drop.rng.bit_generator.state = saved
+
+    errors = check_module(drop, _x(rng), rng, before_forward=reset)
+    assert errors["x"] < TOL
+
+
+def test_batchnorm_in_evaluation_uses_running_statistics():
+    rng = np.random.default_rng(3)
+    bn = BatchNorm(5, momentum=0.5, dtype=np.float64)
+    x = rng.standard_normal((50, 5)) * 3 + 2
+    bn.forward(x)
+    assert np.allclose(bn.buffers["running_mean"], 0.5 * x.mean(axis=0))
+    bn.set_training(False)
+    errors = check_module(bn, _x(rng), rng)
+    assert max(errors.values()) < TOL, errors
+    single = bn.forward(x[:1])  # one sample works in evaluation, independent of the batch
+    assert np.allclose(single, bn.forward(x)[:1])
+
+
+def test_softmax_cross_entropy_gradient_and_stability():
+    rng = np.random.default_rng(4)
+    logits, y = rng.standard_normal((7, 4)), rng.integers(0, 4, 7)
+    loss = SoftmaxCrossEntropy()
+    loss.forward(logits, y)
+    errors = check_gradients(lambda: loss.forward(logits, y), {"logits": loss.backward().copy()},
+                             {"logits": logits})
+    assert errors["logits"] < TOL
+    huge = np.array([[1000.0, 0.0], [-1000.0, 0.0]])
+    value = loss.forward(huge, np.array([0, 0]))
+    assert np.isfinite(value) and value == pytest.approx(500.0)
+    assert np.all(np.isfinite(loss.backward()))
+
+
+def test_squared_error_gradient():
+    rng = np.random.default_rng(5)
+    pred, target = rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
+    loss = SquaredError()
+    assert loss.forward(pred, target) == pytest.approx(0.5 * np.sum((pred - target) ** 2) / 6)
+    errors = check_gradients(lambda: loss.forward(pred, target), {"pred": loss.backward().copy()},
+                             {"pred": pred})
+    assert errors["pred"] < TOL
+
+
+def test_whole_network_gradient_through_the_loss():
+    rng = np.random.default_rng(6)
+    net = Sequential([
+        Linear(5, 8, rng, dtype=np.float64), Tanh(), BatchNorm(8, dtype=np.float64),
+        Sequential([Linear(8, 6, rng, init="glorot", dtype=np.float64), LeakyReLU(0.1)]),
+        Linear(6, 3, rng, dtype=np.float64),
+    ])
+    assert "3.0.W" in net.params and "2.running_var" in net.buffers
+    x, y = _x(rng, (10, 5)), rng.integers(0, 3, 10)
+    loss = SoftmaxCrossEntropy()
+    loss.forward(net.forward(x), y)
+    dx = net.backward(loss.backward())
+    analytic = {"x": dx, **{k: g.copy() for k, g in net.grads.items()}}
+    errors = check_gradients(lambda: loss.forward(net.forward(x), y), analytic, {"x": x, **net.params})
+    assert set(errors) == {"x", *net.params} and len(errors) == 9
+    assert max(errors.values()) < TOL, errors
+
+
+def test_gradcheck_catches_a_wrong_gradient():
+    rng = np.random.default_rng(7)
+    lin = Linear(3, 2, rng, dtype=np.float64)
+    x = rng.standard_normal((4, 3))
+    errors = check_gradients(lambda: float(np.sum(lin.forward(x))),
+                             {"W": np.ones((3, 2))}, {"W": lin.params["W"]})
+    assert errors["W"] > 0.1
+    assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+
+
+def test_float32_network_matches_float64():
+    rng64, rng32 = np.random.default_rng(8), np.random.default_rng(8)
+    nets = [Sequential([Linear(5, 4, r, dtype=dt), ReLU(), Linear(4, 3, r, dtype=dt)])
+            for r, dt in ((rng64, np.float64), (rng32, np.float32))]
+    x = np.random.default_rng(9).standard_normal((6, 5))
+    out64, out32 = nets[0].forward(x), nets[1].forward(x.astype(np.float32))
+    assert out32.dtype == np.float32
+    assert np.allclose(out32, out64, atol=1e-4)
+    dx32 = nets[1].backward(np.ones((6, 3), np.float32))
+    assert dx32.dtype == np.float32 and all(g.dtype == np.float32 for g in nets[1].grads.values())
+
+
+def test_dropout_is_inverted_in_training_and_identity_in_evaluation():
+    drop = Dropout(0.5, np.random.default_rng(0))
+    x = np.ones((200, 50), np.float32)
+    out = drop.forward(x)
+    assert out.dtype == np.float32
+    assert set(np.unique(out)) == {0.0, 2.0}
+    assert abs(out.mean() - 1.0) < 0.05
+    drop.set_training(False)
+    assert drop.forward(x) is x
+
+
+def test_first_linear_layer_skips_the_input_gradient():
+    rng = np.random.default_rng(10)
+    lin = Linear(3, 2, rng, input_grad=False)
+    lin.forward(np.ones((4, 3), np.float32))
+    assert lin.backward(np.ones((4, 2), np.float32)) is None
+    assert np.all(lin.grads["b"] == 4.0)
