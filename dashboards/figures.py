@@ -1,0 +1,391 @@
+"""Matplotlib figures of a run (and of a comparison of runs). Each function returns a ``Figure``.
+
+Figures are built with the object-oriented API on the Agg canvas (no ``pyplot``, no global state),
+so the dashboard can render them in request threads. Artists a reader (or a test) looks for carry a
+``gid``: ``member-<id>`` for a member's line, ``exploits`` / ``exploit-links`` for exploit markers and
+donor→receiver connectors, ``lineage-edges`` and ``best-lineage`` in the lineage tree, ``best-<label>``
+for best-so-far curves.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from dashboards.lineage import best_member, lineage_path
+from models import ToyQuadratic
+from search.store import RunData, exploits, load_run
+
+HP_PREFIX = "hp."
+
+
+def plain(text: object) -> str:
+    """``text`` as matplotlib should show it literally: ``$`` would otherwise start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def member_color(member: int, population: int) -> tuple[float, float, float, float]:
+    """The colour of ``member``, the same in every figure of a run."""
+    if population <= 10:
+        return matplotlib.colormaps["tab10"](member % 10)
+    if population <= 20:
+        return matplotlib.colormaps["tab20"](member % 20)
+    return matplotlib.colormaps["viridis"](member / max(population - 1, 1))
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """``fig`` rendered to PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _empty(ax, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, gid="empty")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _population(run: RunData) -> int:
+    return int(run.info.get("population") or (run.members["member"].max() + 1 if len(run.members) else 1))
+
+
+def _by_member(results: pd.DataFrame):
+    return results.sort_values(["member", "step"], kind="stable").groupby("member", sort=True)
+
+
+def _title(run: RunData, what: str) -> str:
+    return plain(f"{run.run_dir.name} ({run.info.get('strategy', '?')}): {what}")
+
+
+def objective_figure(run: RunData) -> Figure:
+    """The population's objective against each member's steps, one line per member, exploits marked.
+
+    Each exploit is a marker on the receiver's line at the step it copied, and a thin dotted
+    connector from the donor's evaluation it copied (``donor_step``, ``donor_objective``).
+    """
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    objective = plain(run.info.get("objective", "objective"))
+    ax.set_title(_title(run, f"{objective} per member"))
+    if run.results.empty:
+        _empty(ax, "no results yet")
+        return fig
+    population = _population(run)
+    for member, rows in _by_member(run.results):
+        ax.plot(
+            rows["step"], rows["objective"], color=member_color(int(member), population),
+            linewidth=1.2, marker="." if len(rows) < 40 else None, gid=f"member-{member}",
+            label=f"member {member}",
+        )
+    table = exploits(run)
+    if not table.empty:
+        links = [
+            ((row.donor_step, row.donor_objective), (row.step, row.member_objective))
+            for row in table.itertuples()
+        ]
+        ax.add_collection(
+            LineCollection(links, colors="0.35", linewidths=0.7, linestyles=":", gid="exploit-links")
+        )
+        ax.scatter(
+            table["step"], table["member_objective"], marker="v", s=36, color="black", zorder=3,
+            gid="exploits", label=f"exploit ({len(table)})",
+        )
+    ax.set_xlabel("member step")
+    ax.set_ylabel(f"{objective} (validation)")
+    ax.grid(alpha=0.3)
+    if population <= 12:
+        ax.legend(fontsize="small", ncols=2)
+    return fig
+
+
+def _space(run: RunData) -> dict:
+    space = (run.info.get("config") or {}).get("space") or {}
+    return space if isinstance(space, dict) else {}
+
+
+def is_loguniform(run: RunData, name: str) -> bool:
+    """Whether the config's ``[space]`` declares ``name`` as ``{ loguniform = [lo, hi] }``."""
+    spec = _space(run).get(name)
+    return isinstance(spec, dict) and "loguniform" in spec
+
+
+def hparam_names(frame: pd.DataFrame) -> list[str]:
+    """The hyperparameter names of a results or members frame (its ``hp.<name>`` columns)."""
+    return [c[len(HP_PREFIX):] for c in frame.columns if c.startswith(HP_PREFIX)]
+
+
+def hparams_figure(run: RunData) -> Figure:
+    """Every member's hyperparameters against its steps, one panel per hyperparameter.
+
+    A value is drawn over the segment it was in force for (the ``eval_every`` steps before the
+    evaluation that recorded it). Log y-axis for loguniform dimensions; choices on a category axis.
+    """
+    names = hparam_names(run.results)
+    fig = _figure(8, 1.0 + 2.2 * max(len(names), 1))
+    if run.results.empty or not names:
+        _empty(fig.add_subplot(), "no results yet" if run.results.empty else "no hyperparameters")
+        return fig
+    axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    fig.suptitle(_title(run, "hyperparameters per member"))
+    population = _population(run)
+    for ax, name in zip(axes, names):
+        column = run.results[HP_PREFIX + name]
+        numeric = pd.to_numeric(column, errors="coerce")
+        categories: list[str] = []
+        if numeric.isna().any() and column.notna().any():
+            categories = sorted({str(v) for v in column.dropna()})
+        for member, rows in _by_member(run.results):
+            if categories:
+                values = [categories.index(str(v)) for v in rows[HP_PREFIX + name]]
+            else:
+                values = list(pd.to_numeric(rows[HP_PREFIX + name], errors="coerce"))
+            steps = [0, *rows["step"]]
+            ax.plot(
+                steps, [values[0], *values], drawstyle="steps-pre",
+                color=member_color(int(member), population), linewidth=1.2, gid=f"member-{member}",
+            )
+        if categories:
+            ax.set_yticks(range(len(categories)), [plain(c) for c in categories])
+        elif is_loguniform(run, name):
+            ax.set_yscale("log")
+        ax.set_ylabel(plain(name))
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("member step")
+    return fig
+
+
+def lineage_figure(run: RunData) -> Figure:
+    """The lineage tree: one row per member across its steps, an edge donor→receiver per exploit.
+
+    The best member's line back through its donors is drawn thick (``gid="best-lineage"``).
+    """
+    fig = _figure(8, 1.5 + 0.35 * _population(run))
+    ax = fig.add_subplot()
+    best = best_member(run)
+    ax.set_title(_title(run, "lineage" + ("" if best is None else f" (best: member {best})")))
+    if run.results.empty:
+        _empty(ax, "no results yet")
+        return fig
+    population = _population(run)
+    for member, rows in _by_member(run.results):
+        ax.plot(
+            [0, rows["step"].max()], [member, member], color=member_color(int(member), population),
+            linewidth=2, alpha=0.6, solid_capstyle="butt", gid=f"member-{member}",
+        )
+    table = exploits(run)
+    if not table.empty:
+        edges = [((r.donor_step, r.donor), (r.step, r.member)) for r in table.itertuples()]
+        ax.add_collection(LineCollection(edges, colors="0.3", linewidths=0.8, gid="lineage-edges"))
+        ax.scatter(table["step"], table["member"], marker="v", s=20, color="black", zorder=3)
+    if best is not None:
+        xs: list[float] = []
+        ys: list[float] = []
+        for member, start, end in lineage_path(run, best):
+            xs += [start, end]
+            ys += [member, member]
+        ax.plot(xs, ys, color="crimson", linewidth=3.5, zorder=4, gid="best-lineage",
+                label=f"best member {best} through its donors")
+        ax.legend(fontsize="small", loc="upper left")
+    ax.set_yticks(range(population), [f"member {m}" for m in range(population)])
+    ax.set_ylim(population - 0.5, -0.5)
+    ax.set_xlabel("member step")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def best_so_far(run: RunData) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, best)``: the population's best raw objective after each evaluation, in run order.
+
+    ``steps`` counts optimizer steps executed over the whole population (each evaluation stands
+    for the ``eval_every`` steps of its member before it); NaN objectives never count as best.
+    """
+    results = run.results.sort_values("wall_time", kind="stable")
+    steps = np.arange(1, len(results) + 1, dtype=float) * float(run.info["eval_every"])
+    values = results["objective"].to_numpy(dtype=float)
+    sign = 1.0 if run.info.get("mode", "max") == "max" else -1.0
+    oriented = np.where(np.isfinite(values), sign * values, -np.inf)
+    best = np.maximum.accumulate(oriented) if len(oriented) else oriented
+    return steps, np.where(np.isfinite(best), sign * best, np.nan)
+
+
+def overlay_figure(runs: Sequence[RunData], labels: Sequence[str] | None = None) -> Figure:
+    """Several runs' best objective so far against the population's steps, one line per run."""
+    labels = list(labels) if labels is not None else [run.run_dir.name for run in runs]
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    objectives = sorted({str(run.info.get("objective", "objective")) for run in runs})
+    ax.set_title(plain(f"best {' / '.join(objectives)} so far"))
+    if not runs:
+        _empty(ax, "no runs selected")
+        return fig
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        steps, best = best_so_far(run)
+        ax.plot(steps, best, drawstyle="steps-post", color=matplotlib.colormaps["tab10"](i % 10),
+                linewidth=1.5, gid=f"best-{label}", label=plain(label))
+    ax.set_xlabel("optimizer steps over the population")
+    ax.set_ylabel(plain(f"best {' / '.join(objectives)}"))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _mean_curves(runs: Sequence[RunData]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per strategy: a common step grid, the mean and the std over runs of the best so far."""
+    grouped: dict[str, list[RunData]] = {}
+    for run in runs:
+        if not run.results.empty:
+            grouped.setdefault(str(run.info.get("strategy", "?")), []).append(run)
+    curves = {}
+    for strategy, members in grouped.items():
+        series = [best_so_far(run) for run in members]
+        step = min(float(run.info["eval_every"]) for run in members)
+        grid = np.arange(step, max(s[-1] for s, _ in series) + step / 2, step)
+        rows = []
+        for steps, best in series:
+            index = np.searchsorted(steps, grid, side="right") - 1
+            rows.append(np.where(index >= 0, best[np.clip(index, 0, None)], np.nan))
+        stacked = np.vstack(rows)
+        with np.errstate(invalid="ignore"):
+            curves[strategy] = (grid, np.nanmean(stacked, axis=0), np.nanstd(stacked, axis=0))
+    return curves
+
+
+def comparison_figure(comparison: pd.DataFrame, runs: Sequence[RunData] | None = None) -> Figure:
+    """Strategies compared: best validation objective per strategy (box + one dot per run) and,
+    when the runs are known, the mean best-so-far objective against the budget per strategy.
+
+    ``comparison`` has columns ``strategy`` and ``best_objective`` (one row per run, as in
+    ``comparison.csv``). Without ``runs``, a ``run_dir`` column (if any) says where to load them.
+    """
+    if runs is None and "run_dir" in comparison.columns:
+        runs = [load_run(path) for path in comparison["run_dir"]]
+    runs = list(runs or [])
+    strategies = list(dict.fromkeys(comparison["strategy"].astype(str)))
+    objective = plain(runs[0].info.get("objective", "objective")) if runs else "objective"
+    fig = _figure(12 if runs else 6, 4.5)
+    axes = fig.subplots(1, 2 if runs else 1, squeeze=False)[0]
+    ax = axes[0]
+    data = [comparison.loc[comparison["strategy"].astype(str) == s, "best_objective"].astype(float)
+            for s in strategies]
+    ax.boxplot([d.dropna().to_numpy() for d in data], positions=range(len(strategies)), widths=0.5,
+               showfliers=False)
+    for i, (strategy, values) in enumerate(zip(strategies, data)):
+        offsets = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(len(values))
+        ax.scatter(i + offsets, values, s=28, color=matplotlib.colormaps["tab10"](i % 10), zorder=3,
+                   gid=f"runs-{strategy}")
+    ax.set_xticks(range(len(strategies)), [plain(s) for s in strategies])
+    ax.set_ylabel(f"best {objective} (validation)")
+    ax.set_title(f"best validation {objective} per run")
+    ax.grid(axis="y", alpha=0.3)
+    if runs:
+        ax = axes[1]
+        for i, (strategy, (grid, mean, std)) in enumerate(_mean_curves(runs).items()):
+            color = matplotlib.colormaps["tab10"](strategies.index(strategy) % 10
+                                                  if strategy in strategies else i % 10)
+            ax.plot(grid, mean, color=color, linewidth=1.8, gid=f"best-{strategy}", label=plain(strategy))
+            ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+        ax.set_xlabel("optimizer steps over the population (budget)")
+        ax.set_ylabel(f"best {objective} so far (mean ± std over seeds)")
+        ax.set_title("best objective against budget")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return fig
+
+
+def has_theta(run: RunData) -> bool:
+    """Whether the run's results carry the toy's 2-D parameter (``theta0``, ``theta1``)."""
+    return {"theta0", "theta1"} <= set(run.results.columns)
+
+
+def toy_figure(runs: Sequence[RunData], titles: Sequence[str] | None = None) -> Figure:
+    """For each run (one row each): the members' θ paths over the contours of the toy's true
+    objective Q, and Q against steps beside it. Put a PBT run beside a grid run to see PBT win.
+    """
+    titles = list(titles) if titles is not None else [
+        f"{run.run_dir.name} ({run.info.get('strategy', '?')})" for run in runs
+    ]
+    fig = _figure(11, 4.5 * max(len(runs), 1))
+    axes = fig.subplots(max(len(runs), 1), 2, squeeze=False)
+    for (path_ax, q_ax), run, title in zip(axes, runs, titles):
+        if not has_theta(run) or run.results.empty:
+            _empty(path_ax, "no θ in the results" if not has_theta(run) else "no results yet")
+            continue
+        theta = run.results[["theta0", "theta1"]].to_numpy(dtype=float)
+        lo = min(0.0, float(np.nanmin(theta))) - 0.1
+        hi = max(0.9, float(np.nanmax(theta))) + 0.1
+        grid = np.linspace(lo, hi, 200)
+        t0, t1 = np.meshgrid(grid, grid)
+        contours = path_ax.contourf(t0, t1, ToyQuadratic.true_objective(t0, t1), levels=20,
+                                    cmap="Greys", alpha=0.6)
+        fig.colorbar(contours, ax=path_ax, label="Q(θ)")
+        population = _population(run)
+        q_column = "Q" if "Q" in run.results.columns else "objective"
+        for member, rows in _by_member(run.results):
+            color = member_color(int(member), population)
+            path_ax.plot(rows["theta0"], rows["theta1"], marker=".", markersize=4, linewidth=1,
+                         color=color, gid=f"member-{member}", label=f"member {member}")
+            q_ax.plot(rows["step"], rows[q_column], color=color, linewidth=1.2, gid=f"member-{member}")
+        path_ax.set_xlim(lo, hi)
+        path_ax.set_ylim(lo, hi)
+        path_ax.set_aspect("equal")
+        path_ax.set_xlabel("θ0")
+        path_ax.set_ylabel("θ1")
+        path_ax.set_title(plain(f"{title}: θ over Q's contours"))
+        path_ax.legend(fontsize="small")
+        q_ax.axhline(1.2, color="0.5", linestyle="--", linewidth=0.8)
+        q_ax.set_xlabel("member step")
+        q_ax.set_ylabel(plain(q_column))
+        q_ax.set_title(plain(f"{title}: {q_column} per member"))
+        q_ax.grid(alpha=0.3)
+    return fig
+
+
+RUN_FIGURES = {
+    "objective": objective_figure,
+    "hparams": hparams_figure,
+    "lineage": lineage_figure,
+}
+
+
+def figure_names(run: RunData) -> list[str]:
+    """The figures that apply to ``run``: ``toy`` only when its results carry θ."""
+    return [*RUN_FIGURES, *(["toy"] if has_theta(run) else [])]
+
+
+def render_run_figure(run: RunData, name: str) -> Figure:
+    """One named figure of ``run``; ``KeyError`` when ``name`` does not apply to it."""
+    if name not in figure_names(run):
+        raise KeyError(name)
+    return toy_figure([run]) if name == "toy" else RUN_FIGURES[name](run)
+
+
+def save_run_figures(run_dir: str | Path) -> list[Path]:
+    """Write every figure of the run as ``run_dir/figures/<name>.png``; return the paths."""
+    run = load_run(run_dir)
+    out = Path(run_dir) / "figures"
+    out.mkdir(exist_ok=True)
+    paths = []
+    for name in figure_names(run):
+        path = out / f"{name}.png"
+        path.write_bytes(png_bytes(render_run_figure(run, name)))
+        paths.append(path)
+    return paths
+

@@ -1,0 +1,180 @@
+"""HTML fragments of a run (tables, config, the page shell), shared by the report and the dashboard.
+
+Every string that came from a config, a trainable or the store goes through ``html.escape``: the
+fragments are safe to put into a page or into ``innerHTML``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from typing import Any
+
+from dashboards.figures import HP_PREFIX, hparam_names
+from dashboards.lineage import best_member
+from search.store import RunData, exploits, schedule
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em;
+       color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 2px 8px; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; } td.text, th.text { text-align: left; white-space: normal; }
+tr.best td { background: #fff3cd; } tr.failed td { color: #a00; }
+img.figure { max-width: 100%; display: block; margin: 0.5em 0; border: 1px solid #eee; }
+pre { background: #f8f8f8; padding: 0.8em; overflow-x: auto; }
+.muted { color: #777; } a { color: #0645ad; }
+.status-running { color: #0a0; font-weight: bold; } .status-failed { color: #a00; font-weight: bold; }
+"""
+
+
+def page(title: str, body: str, *, body_attrs: str = "", script: str = "") -> str:
+    """A whole HTML document: ``title`` is escaped here; ``body`` must already be safe HTML."""
+    return (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n"
+        f"<body{body_attrs}>\n{body}\n{f'<script>{script}</script>' if script else ''}</body></html>\n"
+    )
+
+
+def fmt(value: Any) -> str:
+    """A cell's text: floats to 4 significant digits, mappings as ``k=v``, missing as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def table(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, text_columns: Sequence[str] = (),
+    row_classes: Sequence[str] | None = None, raw_columns: Sequence[str] = (),
+) -> str:
+    """An escaped HTML table. Cells of ``raw_columns`` are trusted HTML (built by this module)."""
+    def cls(col: str) -> str:
+        return ' class="text"' if col in text_columns else ""
+
+    head = "".join(f"<th{cls(c)}>{escape(c)}</th>" for c in columns)
+    body = []
+    for i, row in enumerate(rows):
+        klass = row_classes[i] if row_classes else ""
+        cells = "".join(
+            f"<td{cls(c)}>{v if c in raw_columns else escape(fmt(v))}</td>" for c, v in zip(columns, row)
+        )
+        body.append(f'<tr class="{escape(klass)}">{cells}</tr>' if klass else f"<tr>{cells}</tr>")
+    if not body:
+        body.append(f'<tr><td class="text muted" colspan="{len(columns)}">none yet</td></tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _time(unix: float | None) -> str:
+    if unix is None or (isinstance(unix, float) and math.isnan(unix)):
+        return ""
+    return dt.datetime.fromtimestamp(unix, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def info_table(run: RunData) -> str:
+    """The run at a glance: strategy, status, budget, progress, best member and its test metrics."""
+    info = run.info
+    best = best_member(run)
+    summary = run.summary or {}
+    rows: list[tuple[str, Any]] = [
+        ("strategy", info.get("strategy")), ("seed", info.get("seed")),
+        ("status", info.get("status")),
+        ("objective", f"{info.get('objective')} ({info.get('mode')})"),
+        ("population", info.get("population")), ("steps per member", info.get("steps_per_member")),
+        ("eval every", info.get("eval_every")),
+        ("evaluations", len(run.results)), ("exploits", len(exploits(run))),
+        ("started", _time(info.get("started_at"))), ("finished", _time(info.get("finished_at"))),
+    ]
+    if best is not None:
+        objective = run.members.set_index("member")["objective"].get(best)
+        rows.append(("best member", best))
+        rows.append(("best objective", summary.get("best", {}).get("objective", objective)))
+    for key in ("budget_steps", "wall_seconds", "train_seconds"):
+        if key in summary:
+            rows.append((key.replace("_", " "), summary[key]))
+    for key, value in sorted((summary.get("best", {}).get("test") or {}).items()):
+        rows.append((f"best member {key}", value))
+    return table(["", "value"], rows, text_columns=["", "value"])
+
+
+def members_table(run: RunData) -> str:
+    """One row per member: status, step, latest objective, current hyperparameters, error."""
+    frame = run.members
+    names = hparam_names(frame)
+    columns = ["member", "status", "step", "objective", *names, "error"]
+    best = best_member(run)
+    rows, classes = [], []
+    for record in frame.to_dict("records"):
+        rows.append([record.get("member"), record.get("status"), record.get("step"),
+                     record.get("objective"), *(record.get(HP_PREFIX + n) for n in names),
+                     record.get("error")])
+        classes.append("best" if record.get("member") == best else
+                       "failed" if record.get("status") == "failed" else "")
+    return table(columns, rows, text_columns=["status", "error"], row_classes=classes)
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    keys = list(dict.fromkeys([*old, *new]))
+    changed = [f"{k}: {fmt(old.get(k))} → {fmt(new.get(k))}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(changed) or "unchanged"
+
+
+def exploits_table(run: RunData) -> str:
+    """One row per exploit: when, who copied whom, both objectives, the hyperparameter changes."""
+    frame = exploits(run)
+    columns = ["step", "member", "donor", "donor step", "member objective", "donor objective",
+               "hyperparameters (old → new)"]
+    rows = [
+        [r.step, r.member, r.donor, r.donor_step, r.member_objective, r.donor_objective,
+         _changes(r.old_hparams or {}, r.new_hparams or {})]
+        for r in frame.itertuples()
+    ]
+    return table(columns, rows, text_columns=[columns[-1]])
+
+
+def best_schedule(run: RunData) -> list[tuple[int, dict]]:
+    """The best member's hyperparameters over time through its lineage (``summary.json``'s when final)."""
+    if run.summary and isinstance(run.summary.get("best"), dict) and "schedule" in run.summary["best"]:
+        return [(int(step), dict(hp)) for step, hp in run.summary["best"]["schedule"]]
+    best = best_member(run)
+    return [] if best is None else schedule(run, best)
+
+
+def schedule_table(run: RunData) -> str:
+    """The best member's schedule: from which step (on the weights' clock) which hyperparameters held."""
+    entries = best_schedule(run)
+    names = list(dict.fromkeys(k for _, hp in entries for k in hp))
+    return table(["from step", *names], [[step, *(hp.get(n) for n in names)] for step, hp in entries])
+
+
+def config_block(run: RunData) -> str:
+    """The run's raw config table, pretty-printed and escaped."""
+    text = json.dumps(run.info.get("config", {}), indent=2, sort_keys=False, default=str)
+    return f"<pre>{escape(text)}</pre>"
+
+
+def comparison_table(labels: Sequence[str], runs: Sequence[RunData]) -> str:
+    """Several runs side by side: strategy, seed, status, progress, best objective, its test metrics."""
+    tests = sorted({k for run in runs for k in ((run.summary or {}).get("best", {}).get("test") or {})})
+    columns = ["run", "strategy", "seed", "status", "evaluations", "exploits", "best member",
+               "best objective", *tests, "budget steps", "wall seconds"]
+    rows = []
+    for label, run in zip(labels, runs):
+        summary = run.summary or {}
+        best = best_member(run)
+        objective = (summary.get("best", {}).get("objective") if summary else
+                     None if best is None else run.members.set_index("member")["objective"].get(best))
+        test = summary.get("best", {}).get("test") or {}
+        rows.append([label, run.info.get("strategy"), run.info.get("seed"), run.info.get("status"),
+                     len(run.results), len(exploits(run)), best, objective,
+                     *(test.get(k) for k in tests), summary.get("budget_steps"), summary.get("wall_seconds")])
+    return table(columns, rows, text_columns=["run", "strategy", "status"])
+
