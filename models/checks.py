@@ -26,12 +26,20 @@ def real(field: str, value: Any, *, lo: float = -math.inf, hi: float = math.inf,
     """``value`` as a finite float inside the interval; ``lo_open``/``hi_open`` exclude the ends."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
-        value = float(value)
         ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
     if not ok:
-        left, right = "(" if lo_open else "[", ")" if hi_open else "]"
-        raise ConfigError(f"{field}: must be a finite number in {left}{lo}, {hi}{right}, got {value!r}")
-    return value
+        raise ConfigError(f"{field}: must be a finite number{_interval(lo, hi, lo_open, hi_open)}, got {value!r}")
+    return float(value)
+
+
+def _interval(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
+    if math.isinf(lo) and math.isinf(hi):
+        return ""
+    if math.isinf(hi):
+        return f" {'>' if lo_open else '>='} {lo:g}"
+    if math.isinf(lo):
+        return f" {'<' if hi_open else '<='} {hi:g}"
+    return f" in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
 
 
 def integer(field: str, value: Any, *, lo: int) -> int:

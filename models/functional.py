@@ -19,7 +19,7 @@ def linear_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray, dW: np.ndarr
                     db: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
     """Write dL/dW (D, H) into ``dW`` and dL/db (H,) into ``db``; return dL/dx (N, D) or None."""
     np.matmul(x.T, dout, out=dW)
-    np.sum(dout, axis=0, out=db)
+    np.add.reduce(dout, axis=0, out=db)
     return dout @ W.T if input_grad else None
 
 
@@ -34,11 +34,14 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
 
 
 def batchnorm_backward(dout: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, gamma: np.ndarray,
-                       dgamma: np.ndarray, dbeta: np.ndarray) -> np.ndarray:
-    """Write dL/dgamma, dL/dbeta (D,) in place; return dL/dx (N, D) through the batch statistics."""
+                       dgamma: np.ndarray, dbeta: np.ndarray, batch_stats: bool) -> np.ndarray:
+    """Write dL/dgamma, dL/dbeta (D,) in place; return dL/dx (N, D), through the batch statistics
+    when they normalised (``batch_stats``), else through fixed (running) statistics."""
     np.sum(dout * x_hat, axis=0, out=dgamma)
     np.sum(dout, axis=0, out=dbeta)
     dx_hat = dout * gamma
+    if not batch_stats:
+        return dx_hat * inv_std
     return inv_std * (dx_hat - dx_hat.mean(axis=0) - x_hat * (dx_hat * x_hat).mean(axis=0))
 
 
@@ -55,13 +58,12 @@ def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.
     """
     n = logits.shape[0]
     rows = np.arange(n)
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
     probs = np.exp(shifted)
-    sums = probs.sum(axis=1, keepdims=True)
-    loss = float(np.log(sums[:, 0]).sum() - shifted[rows, y].sum()) / n
-    probs /= sums
-    probs[rows, y] -= 1.0
-    probs *= 1.0 / n
+    sums = np.add.reduce(probs, axis=1, keepdims=True)
+    loss = float(np.add.reduce(np.log(sums), axis=None) - np.add.reduce(shifted[rows, y])) / n
+    probs /= sums * n
+    probs[rows, y] -= 1.0 / n
     return loss, probs
 
 

@@ -72,15 +72,17 @@ class BatchNorm(Module):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.buffers = {"running_mean": np.zeros(dim, dtype), "running_var": np.ones(dim, dtype)}
         self.momentum, self.eps = momentum, eps
-        self._cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._cache: tuple[np.ndarray, np.ndarray, bool] | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not self.training:
             inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
-            return (x - self.buffers["running_mean"]) * (inv_std * gamma) + beta
+            x_hat = (x - self.buffers["running_mean"]) * inv_std
+            self._cache = (x_hat, inv_std, False)
+            return x_hat * gamma + beta
         out, x_hat, inv_std, var = F.batchnorm_forward(x, gamma, beta, self.eps)
-        self._cache = (x_hat, inv_std)
+        self._cache = (x_hat, inv_std, True)
         m, n = self.momentum, x.shape[0]
         self.buffers["running_mean"] *= 1.0 - m
         self.buffers["running_mean"] += m * x.mean(axis=0)
@@ -89,6 +91,6 @@ class BatchNorm(Module):
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        x_hat, inv_std = self._cache
+        x_hat, inv_std, batch_stats = self._cache
         return F.batchnorm_backward(dout, x_hat, inv_std, self.params["gamma"],
-                                    self.grads["gamma"], self.grads["beta"])
+                                    self.grads["gamma"], self.grads["beta"], batch_stats)

@@ -105,8 +105,8 @@ def test_set_state_rejects_another_configuration():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"hparams": {"lr": 0.1, "lrr": 1}}, "space.lrr: unknown"),
-    ({"hparams": {"lr": 0}}, "space.lr: must be a finite number in (0.0"),
-    ({"hparams": {"momentum": 1.0}}, "space.momentum: must be"),
+    ({"hparams": {"lr": 0}}, "space.lr: must be a finite number > 0, got 0"),
+    ({"hparams": {"momentum": 1.0}}, "space.momentum: must be a finite number in [0, 1), got 1.0"),
     ({"hparams": {"dropout": "half"}}, "space.dropout: must be"),
     ({"hidden": [128, 0]}, "trainable.hidden: must be an integer >= 1, got 0"),
     ({"hidden": 128}, "trainable.hidden: must be a list"),
