@@ -333,9 +333,11 @@ def toy_figure(runs: Sequence[RunData], titles: Sequence[str] | None = None) -> 
         hi = max(0.9, float(np.nanmax(theta))) + 0.1
         grid = np.linspace(lo, hi, 200)
         t0, t1 = np.meshgrid(grid, grid)
-        contours = path_ax.contourf(t0, t1, ToyQuadratic.true_objective(t0, t1), levels=20,
-                                    cmap="Greys", alpha=0.6)
-        fig.colorbar(contours, ax=path_ax, label="Q(θ)")
+        q = ToyQuadratic.true_objective(t0, t1)
+        path_ax.contourf(t0, t1, q, levels=20, cmap="Blues", alpha=0.5)
+        lines = path_ax.contour(t0, t1, q, levels=[0.0, 0.4, 0.8, 1.0, 1.1, 1.18], colors="0.4",
+                                linewidths=0.6)
+        path_ax.clabel(lines, fontsize="x-small", fmt="Q=%.2g")
         population = _population(run)
         q_column = "Q" if "Q" in run.results.columns else "objective"
         for member, rows in _by_member(run.results):

@@ -1,116 +1,12 @@
-"""Runs written through the real ``RunStore`` (a real SQLite file) by a miniature toy driver."""
+"""Fixtures: finished toy runs in a temporary directory, written through the real ``RunStore``."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from models import ToyQuadratic
-from search.store import RunStore, load_run, schedule
-
-SPACE = {"h0": {"loguniform": [1e-3, 1.0]}, "h1": {"uniform": [0.0, 1.0]}}
-INITIAL = [{"h0": 1.0, "h1": 0.0}, {"h0": 1e-3, "h1": 0.9}, {"h0": 0.5, "h1": 0.5}]
-
-
-class ToyRunWriter:
-    """Trains ``ToyQuadratic`` members in lock-step and writes what a driver writes: start events,
-    results every ``eval_every`` steps, exploit/explore events (PBT: the worst member copies the
-    best one when strictly worse, then its hparams are perturbed), members, summary, status.
-    """
-
-    def __init__(self, run_dir: Path, *, strategy: str = "pbt", seed: int = 0, population: int = 3,
-                 steps: int = 40, eval_every: int = 4, interval: int = 8, config: dict | None = None) -> None:
-        self.strategy, self.steps, self.eval_every, self.interval = strategy, steps, eval_every, interval
-        self.rng = np.random.default_rng(seed)
-        self.config = config or {
-            "objective": "Q", "mode": "max", "trainable": {"name": "toy", "lr": 0.05},
-            "space": SPACE, "budget": {"population": population, "steps": steps, "eval_every": eval_every},
-        }
-        self.store = RunStore.create(
-            run_dir, config=self.config, strategy=strategy, seed=seed, population=population,
-            steps_per_member=steps, eval_every=eval_every, objective="Q", mode="max",
-        )
-        self.started = time.time()
-        self.hparams = [dict(INITIAL[m % len(INITIAL)]) for m in range(population)]
-        self.members = [ToyQuadratic(h, seed, lr=0.05) for h in self.hparams]
-        self.step = 0
-        self.exploits = 0
-        self.latest: list[float] = [float("nan")] * population
-        for m, h in enumerate(self.hparams):
-            self.store.add_event(self._now(), "start", m, 0, {"hparams": h})
-            self.store.put_member(m, status="running", step=0, objective=None, hparams=h)
-
-    def _now(self) -> float:
-        return time.time() - self.started
-
-    def advance(self) -> bool:
-        """One ``eval_every`` segment for every member (and PBT's decisions); False once done."""
-        if self.step >= self.steps:
-            return False
-        self.step += self.eval_every
-        rows = []
-        for m, trainable in enumerate(self.members):
-            began = time.perf_counter()
-            trainable.train(self.eval_every)
-            metrics = trainable.evaluate()
-            self.latest[m] = metrics["Q"]
-            rows.append({"member": m, "step": self.step, "objective": metrics["Q"], "metrics": metrics,
-                         "hparams": self.hparams[m], "worker": f"worker-{m % 2}", "node": "127.0.0.1",
-                         "wall_time": self._now(), "train_seconds": time.perf_counter() - began})
-        self.store.add_results(rows)
-        if self.strategy == "pbt" and self.step % self.interval == 0 and self.step < self.steps:
-            self._exploit()
-        for m, h in enumerate(self.hparams):
-            self.store.put_member(m, status="running", step=self.step, objective=self.latest[m], hparams=h)
-        return self.step < self.steps
-
-    def _exploit(self) -> None:
-        worst, best = int(np.argmin(self.latest)), int(np.argmax(self.latest))
-        if not self.latest[best] > self.latest[worst]:
-            return
-        old = self.hparams[worst]
-        new = {k: float(np.clip(v * self.rng.choice([0.8, 1.2]), 1e-3, 1.0))
-               for k, v in self.hparams[best].items()}
-        self.members[worst].set_state(self.members[best].get_state())
-        self.members[worst].set_hparams(new)
-        self.hparams[worst] = new
-        data = {"donor": best, "donor_step": self.step, "member_objective": self.latest[worst],
-                "donor_objective": self.latest[best], "old_hparams": old, "new_hparams": new}
-        self.store.add_event(self._now(), "exploit", worst, self.step, data)
-        self.store.add_event(self._now(), "explore", worst, self.step,
-                             {"ops": {k: "perturb" for k in new}, "old_hparams": self.hparams[best],
-                              "new_hparams": new})
-        self.exploits += 1
-
-    def finish(self, summary: bool = True) -> None:
-        """Members finished, ``summary.json`` (best on validation Q), status, close."""
-        for m, h in enumerate(self.hparams):
-            self.store.put_member(m, status="finished", step=self.step, objective=self.latest[m], hparams=h)
-        if summary:
-            best = int(np.argmax(self.latest))
-            lineage = schedule(load_run(self.store.run_dir), best)
-            self.store.write_summary({
-                "strategy": self.strategy, "seed": 0, "population": len(self.members),
-                "steps_per_member": self.steps, "budget_steps": self.step * len(self.members),
-                "wall_seconds": self._now(), "train_seconds": 0.0, "exploits": self.exploits,
-                "objective": "Q", "mode": "max",
-                "best": {"member": best, "objective": self.latest[best], "test": {"test_Q": self.latest[best]},
-                         "hparams": self.hparams[best], "schedule": [[s, h] for s, h in lineage]},
-            })
-        self.store.finish("finished")
-        self.store.close()
-
-
-def write_toy_run(run_dir: Path, **kwargs) -> ToyRunWriter:
-    """A finished toy run in ``run_dir``."""
-    writer = ToyRunWriter(run_dir, **kwargs)
-    while writer.advance():
-        pass
-    writer.finish()
-    return writer
+from dashboard_runs import write_toy_run
 
 
 @pytest.fixture
