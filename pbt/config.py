@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -148,9 +149,22 @@ def _initial(entries: Any, space: SearchSpace, budget: Budget) -> tuple[dict, ..
     return tuple(initial_hparams(space, budget, entries))
 
 
+def _check_settings(cls: type, trainable: TrainableConfig) -> None:
+    """Name an unknown setting before constructing, when the constructor's signature says what it takes."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no inspectable signature: the probe's construction will tell
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    known = [p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL][2:]
+    reject_unknown(trainable.settings, known, "trainable")
+
+
 def _probe(trainable: TrainableConfig, objective: str, hparams: dict[str, Any]) -> None:
     """Construct the trainable once and check that ``evaluate()`` returns ``objective``."""
     cls = resolve_trainable(trainable.name)
+    _check_settings(cls, trainable)
     try:
         metrics = cls(hparams, PROBE_SEED, **trainable.settings).evaluate()
     except ConfigError:
