@@ -7,8 +7,11 @@ Every failure is one ``ConfigError`` line naming the field (``trainable.<setting
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import numpy as np
 
 from models.errors import ConfigError
 
@@ -23,8 +26,9 @@ def reject_unknown(given: Iterable[str], allowed: Iterable[str], prefix: str) ->
 
 def real(field: str, value: Any, *, lo: float = -math.inf, hi: float = math.inf,
          lo_open: bool = False, hi_open: bool = False) -> float:
-    """``value`` as a finite float inside the interval; ``lo_open``/``hi_open`` exclude the ends."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """``value`` (any real type, numpy's too; not a bool) as a finite float inside the interval;
+    ``lo_open``/``hi_open`` exclude the ends."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
     if ok:
         ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
     if not ok:
@@ -43,10 +47,10 @@ def _interval(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
 
 
 def integer(field: str, value: Any, *, lo: int) -> int:
-    """``value`` as an int ``>= lo`` (bools are not integers here)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+    """``value`` (any integral type, numpy's too; not a bool) as an int ``>= lo``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < lo:
         raise ConfigError(f"{field}: must be an integer >= {lo}, got {value!r}")
-    return value
+    return int(value)
 
 
 def seed(value: Any) -> int:
@@ -57,6 +61,8 @@ def seed(value: Any) -> int:
 def hparams(given: Mapping[str, Any], current: Mapping[str, float],
             bounds: Mapping[str, dict[str, Any]]) -> dict[str, float]:
     """Merge ``given`` over ``current`` after checking names and values (``space.<name>``)."""
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"space: hyperparameters must be a mapping of name to value, got {given!r}")
     reject_unknown(given, current, "space")
     merged = {**current, **given}
     return {name: real(f"space.{name}", value, **bounds.get(name, {})) for name, value in merged.items()}

@@ -79,7 +79,7 @@ def test_set_hparams_changes_hyperparameters_not_weights_or_slots():
     assert mlp.hparams == {**PAPER, "lr": 0.01, "dropout": 0.5}
     after = _weights(mlp)
     assert all(np.array_equal(before[k], after[k]) for k in before)
-    assert mlp.optimizer.lr == 0.01 and all(d.p == 0.5 for d in mlp._dropouts)
+    assert mlp.optimizer.lr == 0.01 and mlp.net.modules[2].p == 0.5  # Linear, ReLU, Dropout, Linear
 
 
 def test_evaluate_is_read_only_and_train_loss_tracks_minibatches():
@@ -115,12 +115,20 @@ def test_set_state_rejects_another_configuration():
     ({"batch_size": 1.5}, "trainable.batch_size: must be an integer"),
     ({"optimizer": "adam"}, "trainable.optimizer: unknown"),
     ({"seed": -1}, "seed: must be an integer >= 0"),
+    ({"hparams": [0.1]}, "space: hyperparameters must be a mapping"),
 ])
 def test_bad_settings_and_hyperparameters_are_one_line_config_errors(kwargs, message):
     args = {"hparams": PAPER, "seed": 0, **kwargs}
     with pytest.raises(ConfigError) as err:
         MLPClassifier(args.pop("hparams"), args.pop("seed"), **args)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_numpy_scalars_are_accepted():
+    mlp = MLPClassifier({"lr": np.float32(0.05), "momentum": np.float64(0.5)}, np.int64(3),
+                        hidden=[np.int64(8)], batch_size=np.int32(16))
+    assert mlp.hparams["lr"] == pytest.approx(0.05) and type(mlp.hparams["lr"]) is float
+    assert mlp.batch_size == 16 and type(mlp.batch_size) is int
 
 
 def test_set_hparams_validates_too():
