@@ -44,20 +44,19 @@ class MLPClassifier:
                  **unknown: Any) -> None:
         checks.reject_unknown(unknown, ("dataset", "hidden", "activation", "batch_size"), "trainable")
         seed = checks.seed(seed)
+        self.hparams = checks.hparams(hparams, HPARAM_DEFAULTS, HPARAM_BOUNDS)
         if not isinstance(hidden, (list, tuple)):
             raise ConfigError(f"trainable.hidden: must be a list of layer widths, got {hidden!r}")
         widths = [checks.integer("trainable.hidden", h, lo=1) for h in hidden]
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ConfigError(f"trainable.activation: must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        batch_size = checks.integer("trainable.batch_size", batch_size, lo=1)
         self.data = load_dataset(dataset, SPLIT_SEED)
         n_train = len(self.data.y_train)
-        batch_size = checks.integer("trainable.batch_size", batch_size, lo=1)
         if batch_size > n_train:
             raise ConfigError(f"trainable.batch_size: must be <= the {n_train} training samples "
-                               f"of {dataset!r}, got {batch_size}")
+                              f"of {dataset!r}, got {batch_size}")
         self.batch_size = batch_size
-        self.hparams = dict(HPARAM_DEFAULTS)
-        self.hparams = checks.hparams(hparams, self.hparams, HPARAM_BOUNDS)
 
         init_rng, self._data_rng, self._dropout_rng = np.random.default_rng(seed).spawn(3)
         init = "he" if activation in ("relu", "leaky_relu") else "glorot"
@@ -67,12 +66,12 @@ class MLPClassifier:
         for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             modules.append(Linear(d_in, d_out, init_rng, init=init, input_grad=i > 0))
             if i < len(widths):
-                self._dropouts.append(Dropout(self.hparams["dropout"], self._dropout_rng))
+                self._dropouts.append(Dropout(0.0, self._dropout_rng))
                 modules += [ACTIVATIONS[activation](), self._dropouts[-1]]
         self.net = Sequential(modules)
         self.loss = SoftmaxCrossEntropy()
-        self.optimizer = SGD(self.net.params, self.net.grads, lr=0.0)
-        self.set_hparams({})
+        self.optimizer = SGD(self.net.params, self.net.grads, lr=self.hparams["lr"])
+        self.set_hparams(self.hparams)
 
         self._order = self._data_rng.permutation(n_train)
         self._cursor = 0

@@ -149,3 +149,16 @@ def test_first_linear_layer_skips_the_input_gradient():
     lin.forward(np.ones((4, 3), np.float32))
     assert lin.backward(np.ones((4, 2), np.float32)) is None
     assert np.all(lin.grads["b"] == 4.0)
+
+
+def test_initialisers_have_the_textbook_scale():
+    from models.init import glorot_uniform, he_normal
+
+    rng = np.random.default_rng(11)
+    he = he_normal(rng, 400, 300)
+    assert he.dtype == np.float32 and he.shape == (400, 300)
+    assert abs(he.std() / np.sqrt(2 / 400) - 1) < 0.02 and abs(he.mean()) < 0.002
+    gl = glorot_uniform(rng, 400, 300, np.float64)
+    bound = np.sqrt(6 / 700)
+    assert gl.dtype == np.float64 and np.abs(gl).max() <= bound and np.abs(gl).max() > 0.99 * bound
+    assert abs(gl.std() / (bound / np.sqrt(3)) - 1) < 0.02
