@@ -1,0 +1,206 @@
+"""Population Based Training as a ``Strategy`` (DESIGN §4): ready, exploit, explore, in segments.
+
+Plain Python: the decisions (``Start``, ``Exploit``, ``Train``) are data the runner carries out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from models.errors import ConfigError
+from pbt.exploit import tournament, truncation_donor
+from pbt.explore import explore
+from pbt.settings import PBTSettings
+from search.budget import Budget
+from search.independent import initial_hparams
+from search.random import optuna_samples
+from search.space import SearchSpace
+from search.strategy import Decision, Exploit, PopulationView, SegmentResult, Start, Strategy, Train
+
+Status = Literal["new", "idle", "busy", "ready", "done", "failed"]
+
+
+@dataclass
+class _Member:
+    """The strategy's own record of one member: what it holds and where it is.
+
+    ``score`` is the oriented score of the member's last evaluation, and only while it still holds
+    the state evaluated: an exploit clears it (the member holds another's weights and new
+    hyperparameters, not yet evaluated), so a donor always hands over the state its score was
+    measured on, and a member is ranked again once it has evaluated its new state.
+    """
+
+    hparams: dict[str, Any]
+    step: int = 0
+    score: float | None = None
+    status: Status = "new"
+
+
+class PBTStrategy(Strategy):
+    """PBT over ``budget.population`` members, each trained ``budget.steps`` steps in segments.
+
+    Members start like random search (the ``initial`` entries, then draws from the prior as
+    ``RandomStrategy`` makes them, so both start from the same population for a seed). Segments end
+    on multiples of ``settings.interval`` (the last one at ``budget.steps``). At the end of a segment
+    a member with steps left and ``step >= burn_in`` is *ready*: it exploits (truncation or binary
+    tournament, only from a strictly better donor) and explores, giving ``Exploit`` then ``Train``;
+    otherwise just ``Train``.
+
+    Asynchronous (default): ready members are decided in the order they became ready, against the
+    latest scores of every member that has one (finished members included: they still hold their
+    state). Synchronous: ready members wait until every live member reached the same boundary; then
+    all are decided in member order from the scores at that boundary, so a seed gives the same
+    decisions whatever order results arrive in and for any number of workers.
+    """
+
+    name = "pbt"
+
+    def __init__(self, space: SearchSpace, budget: Budget, settings: PBTSettings,
+                 initial: Sequence[Mapping[str, Any]], rng: np.random.Generator) -> None:
+        if settings.interval % budget.eval_every:
+            raise ConfigError(
+                f"pbt.interval: must be a multiple of budget.eval_every ({budget.eval_every}), "
+                f"got {settings.interval}"
+            )
+        self.space = space
+        self.budget = budget
+        self.settings = settings
+        self.rng = rng
+        fixed = initial_hparams(space, budget, initial)
+        population = fixed + optuna_samples(space, budget.population - len(fixed), rng)
+        self._members = [_Member(hparams=h) for h in population]
+        self._ready: list[int] = []  # in the order members became ready
+
+    # -- the Strategy interface -----------------------------------------------------------------
+
+    def ask(self, view: PopulationView) -> list[Decision]:
+        """Start new members, decide for ready ones, and give every idle member its next segment."""
+        decisions: list[Decision] = []
+        for member, state in enumerate(self._members):
+            if state.status == "new":
+                decisions.append(Start(member, dict(state.hparams)))
+                state.status = "idle"
+        if self.settings.synchronous:
+            decisions += self._decide_at_barrier()
+        else:
+            decisions += self._decide_in_turn()
+        for member, state in enumerate(self._members):
+            if state.status == "idle":
+                decisions.append(Train(member, self._segment(state.step)))
+                state.status = "busy"
+        return decisions
+
+    def tell(self, result: SegmentResult) -> None:
+        """Record the segment's end; the member is done, ready, or simply continues."""
+        state = self._members[result.member]
+        state.step, state.score = result.end_step, result.score
+        if state.step >= self.budget.steps:
+            state.status = "done"
+        elif state.step % self.settings.interval == 0 and state.step >= self.settings.burn_in:
+            state.status = "ready"
+            self._ready.append(result.member)
+        else:
+            state.status = "idle"
+
+    def on_failure(self, member: int, error: str) -> None:
+        """The member is out: no more segments, never a donor."""
+        self._members[member].status = "failed"
+        if member in self._ready:
+            self._ready.remove(member)
+
+    def is_finished(self, view: PopulationView) -> bool:
+        """Every member has used its steps or failed."""
+        return all(m.status in ("done", "failed") for m in self._members)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable: generator state, every member's record, the ready queue.
+
+        A segment still in flight is recorded as not yet asked for: after a resume the member
+        continues from its last told step with a fresh ``Train``.
+        """
+        members = []
+        for m in self._members:
+            record = asdict(m)
+            record["score"] = _encode_score(m.score)
+            record["status"] = "idle" if m.status == "busy" else m.status
+            members.append(record)
+        return {"rng": self.rng.bit_generator.state, "members": members, "ready": list(self._ready)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue exactly where ``state_dict`` was taken."""
+        self.rng.bit_generator.state = dict(state["rng"])
+        self._members = [
+            _Member(hparams=dict(m["hparams"]), step=int(m["step"]), score=_decode_score(m["score"]),
+                    status=m["status"])
+            for m in state["members"]
+        ]
+        self._ready = [int(m) for m in state["ready"]]
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    def _segment(self, step: int) -> int:
+        interval = self.settings.interval
+        return min((step // interval + 1) * interval, self.budget.steps) - step
+
+    def _donor(self, member: int, scores: Mapping[int, float]) -> int | None:
+        if self.settings.exploit == "tournament":
+            return tournament(member, scores, self.rng)
+        return truncation_donor(member, scores, self.settings.fraction, self.rng)
+
+    def _exploit(self, member: int, donor: int, donor_hparams: Mapping[str, Any]) -> Exploit:
+        """Explore the donor's hyperparameters; ``member`` holds the donor's state, not yet evaluated."""
+        hparams, ops = explore(donor_hparams, self.space, self.rng,
+                               resample_probability=self.settings.resample_probability,
+                               perturb_factors=self.settings.perturb_factors)
+        receiver = self._members[member]
+        receiver.hparams, receiver.score = hparams, None
+        return Exploit(member, donor, dict(hparams), ops)
+
+    def _decide_in_turn(self) -> list[Decision]:
+        """Asynchronous: each ready member against the latest scores (earlier receivers left out)."""
+        decisions: list[Decision] = []
+        for member in self._ready:
+            scores = {m: s.score for m, s in enumerate(self._members)
+                      if s.score is not None and s.status != "failed"}
+            donor = self._donor(member, scores)
+            if donor is not None:
+                decisions.append(self._exploit(member, donor, self._members[donor].hparams))
+            self._members[member].status = "idle"
+        self._ready.clear()
+        return decisions
+
+    def _decide_at_barrier(self) -> list[Exploit]:
+        """Synchronous: once every live member waits at the boundary, decide for all in member order.
+
+        Donors are chosen from the scores at the boundary. A donor is always strictly better than
+        its receiver, so emitting the exploits from the weakest receiver up hands every receiver
+        its donor's boundary state even when that donor is itself replaced (tournament).
+        """
+        live = [m for m, s in enumerate(self._members) if s.status not in ("done", "failed")]
+        if not live or any(self._members[m].status != "ready" for m in live):
+            return []
+        scores = {m: self._members[m].score for m in live}
+        hparams = {m: dict(self._members[m].hparams) for m in live}
+        chosen = []
+        for member in live:
+            donor = self._donor(member, scores)
+            if donor is not None:
+                chosen.append(self._exploit(member, donor, hparams[donor]))
+        for member in live:
+            self._members[member].status = "idle"
+        self._ready.clear()
+        return sorted(chosen, key=lambda e: (scores[e.member], e.member))
+
+
+def _encode_score(score: float | None) -> float | str | None:
+    """JSON has no infinity: ``-inf`` (a NaN or infinite objective) is stored as ``"-inf"``."""
+    return "-inf" if score == -math.inf else score
+
+
+def _decode_score(score: float | str | None) -> float | None:
+    return -math.inf if score == "-inf" else score
