@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from dashboards.server import DashboardServer, make_server
 from models import ToyQuadratic
 from search.store import RunStore, load_run, schedule
 
@@ -151,3 +155,17 @@ def write_scripted_run(
     store.finish("finished")
     store.close()
     return run_dir
+
+
+@contextmanager
+def serving(run_dirs: list[Path]) -> Iterator[DashboardServer]:
+    """The dashboard over ``run_dirs`` on a free loopback port, served from a thread; shut down after."""
+    server = make_server(run_dirs, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -1,0 +1,175 @@
+"""The live dashboard over HTTP: pages, JSON state, figures, versions, refusals and escaping."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from dashboard_runs import ToyRunWriter, serving, write_scripted_run, write_toy_run
+from dashboards.server import make_server
+from models.errors import ConfigError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EVIL = "<script>alert(1)</script>"
+
+
+def get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read()
+
+
+def raw(server, method: str, path: str, host: str | None = None) -> int:
+    """A request with a path and Host header exactly as given (urllib would normalise them)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+    conn.putrequest(method, path, skip_host=True)
+    conn.putheader("Host", host or f"127.0.0.1:{server.server_address[1]}")
+    conn.endheaders()
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+class Tags(HTMLParser):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """A folder of two finished toy runs, plus a run outside it reachable by a symlink inside it."""
+    folder = tmp_path / "runs"
+    write_toy_run(folder / "pbt-seed0", steps=16)
+    write_toy_run(folder / "grid-seed0", strategy="grid", steps=16)
+    write_toy_run(tmp_path / "outside", steps=8)
+    (folder / "sneaky").symlink_to(tmp_path / "outside", target_is_directory=True)
+    return folder
+
+
+def test_lists_runs_of_a_folder_and_a_single_run_but_not_symlinks_out(runs, tmp_path):
+    write_toy_run(tmp_path / "single", steps=8)
+    with serving([runs, tmp_path / "single"]) as server:
+        status, kind, body = get(server.url)
+        assert status == 200 and kind.startswith("text/html")
+        hrefs = [a["href"] for t, a in Tags(body.decode()).tags if t == "a"]
+        assert hrefs == ["/run?id=runs/grid-seed0", "/run?id=runs/pbt-seed0", "/run?id=single"]
+        state = json.loads(get(server.url + "api/runs")[2])
+        assert "pbt-seed0" in state["html"]["runs"] and "sneaky" not in state["html"]["runs"]
+
+
+def test_run_page_state_and_figures(runs):
+    with serving([runs]) as server:
+        status, _, body = get(server.url + "run?id=runs/pbt-seed0")
+        assert status == 200
+        page = body.decode()
+        images = [a for t, a in Tags(page).tags if t == "img"]
+        assert [i["id"] for i in images] == ["fig-objective", "fig-hparams", "fig-lineage", "fig-toy"]
+        for image in images:
+            status, kind, data = get(server.url.rstrip("/") + image["src"])
+            assert (status, kind) == (200, "image/png") and data.startswith(PNG_MAGIC)
+        state = json.loads(get(server.url + "api/run?id=runs/pbt-seed0")[2])
+        assert set(state["html"]) == {"status", "info", "members", "exploits", "schedule"}
+        assert state["html"]["members"].count("<tr") == 1 + 3
+        assert get(server.url + "figure?id=runs/pbt-seed0&name=nope&v=1")[0] == 404
+        assert get(server.url + "figure?id=runs/grid-seed0&name=objective&name=toy")[0] == 404
+
+
+def test_paths_outside_the_given_directories_are_refused(runs, tmp_path):
+    outside = tmp_path / "outside"
+    with serving([runs]) as server:
+        for path in [
+            "/run?id=../outside", "/run?id=runs/../outside", f"/run?id={outside}", "/run?id=runs/sneaky",
+            "/run?id=/etc", "/figure?id=runs/sneaky&name=objective", "/api/run?id=runs/..%2Foutside",
+            "/../outside/run.db", "/runs/pbt-seed0/run.db", "/%2e%2e/%2e%2e/etc/passwd",
+            "/compare?id=runs/pbt-seed0&id=runs/sneaky", "/run", "/run?id=",
+        ]:
+            assert raw(server, "GET", path) == 404, path
+        assert raw(server, "GET", "/run?id=runs/pbt-seed0") == 200
+
+
+def test_only_get_and_only_loopback_host_names(runs):
+    with serving([runs]) as server:
+        assert raw(server, "POST", "/") == 405
+        assert raw(server, "GET", "/", host="evil.example") == 403  # a DNS-rebinding page
+        assert raw(server, "GET", "/", host=f"localhost:{server.server_address[1]}") == 200
+
+
+def test_version_changes_exactly_when_the_store_is_written(tmp_path):
+    writer = ToyRunWriter(tmp_path / "live", steps=16)
+    writer.advance()
+    try:
+        with serving([tmp_path / "live"]) as server:
+            api = server.url + "api/run?id=live"
+            first, again = json.loads(get(api)[2]), json.loads(get(api)[2])
+            assert first["version"] == again["version"]
+            writer.advance()
+            second = json.loads(get(api)[2])
+            assert second["version"] != first["version"]
+            assert "<td>4</td>" in first["html"]["members"] and "<td>8</td>" in second["html"]["members"]
+            assert second["img"]["fig-objective"].endswith("v=" + second["version"])
+    finally:
+        writer.finish()
+
+
+def test_compare_view_overlays_the_selected_runs(runs):
+    with serving([runs]) as server:
+        query = "id=runs/pbt-seed0&id=runs/grid-seed0"
+        status, _, body = get(server.url + "compare?" + query)
+        assert status == 200
+        page = body.decode()
+        assert page.count("<tr>") == 1 + 2
+        [image] = [a for t, a in Tags(page).tags if t == "img"]
+        status, kind, data = get(server.url.rstrip("/") + image["src"])
+        assert kind == "image/png" and data.startswith(PNG_MAGIC)
+        assert get(server.url + "compare")[0] == 404
+
+
+def test_strings_from_config_and_trainable_are_escaped(tmp_path):
+    write_scripted_run(
+        tmp_path / "evil", population=2, steps=8, eval_every=4, hparams={"act": EVIL},
+        space={"act": {"choice": [EVIL, "relu"]}}, errors={1: "<img src=x onerror=alert(2)>"},
+        config_extra={"note": EVIL},
+    )
+    with serving([tmp_path / "evil"]) as server:
+        for path in ("run?id=evil", "api/run?id=evil", "", "api/runs", "compare?id=evil"):
+            text = get(server.url + path)[2].decode()
+            assert "<script>alert" not in text and "<img src=x" not in text, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in get(server.url + "run?id=evil")[2].decode()
+
+
+def test_bad_directories_and_ports_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not a directory"):
+        make_server([tmp_path / "missing"])
+    with pytest.raises(ConfigError, match="--port"):
+        make_server([tmp_path], port=70000)
+
+
+def test_serve_prints_its_url_and_serves(runs):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from dashboards.server import serve; serve(sys.argv[1:])", str(runs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        assert get(url)[0] == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
