@@ -29,16 +29,17 @@ Status = Literal["new", "idle", "busy", "ready", "done", "failed"]
 class _Member:
     """The strategy's own record of one member: what it holds and where it is.
 
-    ``score`` is the oriented score of the member's last evaluation, and only while it still holds
-    the state evaluated: an exploit clears it (the member holds another's weights and new
-    hyperparameters, not yet evaluated), so a donor always hands over the state its score was
-    measured on, and a member is ranked again once it has evaluated its new state.
+    ``score`` is the oriented score of the member's last told segment, and only while it still
+    holds the state evaluated: an exploit clears it and records ``exploited_at`` (the member holds
+    another's weights and new hyperparameters, not yet evaluated), so a donor always hands over
+    the state its score was measured on, and a member is ranked again once it has evaluated.
     """
 
     hparams: dict[str, Any]
     step: int = 0
     score: float | None = None
     status: Status = "new"
+    exploited_at: int | None = None
 
 
 class PBTStrategy(Strategy):
@@ -88,7 +89,7 @@ class PBTStrategy(Strategy):
         if self.settings.synchronous:
             decisions += self._decide_at_barrier()
         else:
-            decisions += self._decide_in_turn()
+            decisions += self._decide_in_turn(view)
         for member, state in enumerate(self._members):
             if state.status == "idle":
                 decisions.append(Train(member, self._segment(state.step)))
@@ -98,7 +99,7 @@ class PBTStrategy(Strategy):
     def tell(self, result: SegmentResult) -> None:
         """Record the segment's end; the member is done, ready, or simply continues."""
         state = self._members[result.member]
-        state.step, state.score = result.end_step, result.score
+        state.step, state.score, state.exploited_at = result.end_step, result.score, None
         if state.step >= self.budget.steps:
             state.status = "done"
         elif state.step % self.settings.interval == 0 and state.step >= self.settings.burn_in:
@@ -120,15 +121,10 @@ class PBTStrategy(Strategy):
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable: generator state, every member's record, the ready queue.
 
-        A segment still in flight is recorded as not yet asked for: after a resume the member
-        continues from its last told step with a fresh ``Train``.
+        A segment in flight stays in flight: the runner restores it with the snapshot, finishes
+        it and tells it, so the strategy does not ask for it again.
         """
-        members = []
-        for m in self._members:
-            record = asdict(m)
-            record["score"] = _encode_score(m.score)
-            record["status"] = "idle" if m.status == "busy" else m.status
-            members.append(record)
+        members = [{**asdict(m), "score": _encode_score(m.score)} for m in self._members]
         return {"rng": self.rng.bit_generator.state, "members": members, "ready": list(self._ready)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -136,7 +132,7 @@ class PBTStrategy(Strategy):
         self.rng.bit_generator.state = dict(state["rng"])
         self._members = [
             _Member(hparams=dict(m["hparams"]), step=int(m["step"]), score=_decode_score(m["score"]),
-                    status=m["status"])
+                    status=m["status"], exploited_at=m["exploited_at"])
             for m in state["members"]
         ]
         self._ready = [int(m) for m in state["ready"]]
@@ -158,18 +154,36 @@ class PBTStrategy(Strategy):
                                resample_probability=self.settings.resample_probability,
                                perturb_factors=self.settings.perturb_factors)
         receiver = self._members[member]
-        receiver.hparams, receiver.score = hparams, None
+        receiver.hparams, receiver.score, receiver.exploited_at = hparams, None, receiver.step
         return Exploit(member, donor, dict(hparams), ops)
 
-    def _decide_in_turn(self) -> list[Decision]:
-        """Asynchronous: each ready member against the latest scores (earlier receivers left out)."""
+    def _latest_scores(self, view: PopulationView) -> dict[int, float]:
+        """The view's latest score of every member still in, and holding the state it evaluated.
+
+        The view may be ahead of the told segments (a runner evaluates every ``eval_every`` steps
+        inside a segment); a member exploited since its last evaluation is left out until its
+        clock moves past the exploit.
+        """
+        scores = {}
+        for seen in view.members:
+            state = self._members[seen.member]
+            if seen.score is None or seen.failed or state.status == "failed":
+                continue
+            if state.exploited_at is not None and seen.step <= state.exploited_at:
+                continue
+            scores[seen.member] = seen.score
+        return scores
+
+    def _decide_in_turn(self, view: PopulationView) -> list[Decision]:
+        """Asynchronous: each ready member, in turn, against the latest scores of the others."""
         decisions: list[Decision] = []
+        scores = self._latest_scores(view)
         for member in self._ready:
-            scores = {m: s.score for m, s in enumerate(self._members)
-                      if s.score is not None and s.status != "failed"}
+            scores[member] = self._members[member].score
             donor = self._donor(member, scores)
             if donor is not None:
                 decisions.append(self._exploit(member, donor, self._members[donor].hparams))
+                del scores[member]
             self._members[member].status = "idle"
         self._ready.clear()
         return decisions

@@ -84,7 +84,7 @@ class Loop:
             self._dispatch()
             if not self.events:
                 break
-            self.now, _, outcome, state = heapq.heappop(self.events)
+            self.now, _, _, outcome, state = heapq.heappop(self.events)
             self.free += 1
             if isinstance(outcome, str):
                 member = int(outcome.split(":")[0])
@@ -103,10 +103,14 @@ class Loop:
         return self.record
 
     def crash(self, strategy: Strategy) -> None:
-        """The driver died: segments in flight are lost; continue with ``strategy`` (restored)."""
+        """The driver died and was resumed with ``strategy`` (restored from its ``state_dict``).
+
+        As the runner does, segments in flight are trained again from the member's last told
+        state, in the order they were dispatched, and told to the restored strategy.
+        """
+        in_flight = [train for *_, train, _, _ in sorted(self.events)]
+        self.queue = in_flight + self.queue
         self.events.clear()
-        self.queue.clear()
-        self.busy.clear()
         self.free = self.workers
         self.strategy = strategy
 
@@ -160,7 +164,7 @@ class Loop:
             outcome, state = self._train(train)
             duration = train.steps * (1.0 + self.jitter * self.timing.random())
             self.seq += 1
-            heapq.heappush(self.events, (self.now + duration, self.seq, outcome, state))
+            heapq.heappush(self.events, (self.now + duration, self.seq, train, outcome, state))
 
     def _train(self, train: Train) -> tuple[SegmentResult | str, dict[str, np.ndarray] | None]:
         """Run the segment now; its result (or error) is delivered at its simulated end."""

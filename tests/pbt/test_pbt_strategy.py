@@ -18,7 +18,7 @@ from pbt.strategy import PBTStrategy
 from search.budget import Budget
 from search.random import RandomStrategy
 from search.space import SearchSpace
-from search.strategy import Exploit, PopulationView, SegmentResult, Start, Train
+from search.strategy import Exploit, MemberView, PopulationView, SegmentResult, Start, Train
 
 SPACE = SearchSpace.from_config({"h0": {"uniform": [0.0, 1.0]}, "h1": {"uniform": [0.0, 1.0]}})
 BUDGET = Budget(population=6, steps=120, eval_every=4)
@@ -140,6 +140,31 @@ def test_asynchronous_runs_differ_with_timing_but_keep_the_budget() -> None:
     assert a.steps_trained == b.steps_trained == BUDGET.total_steps
 
 
+def view(*members: tuple[int, int, float | None, bool]) -> PopulationView:
+    """(member, step, score, busy) tuples as a runner's view."""
+    return PopulationView(tuple(MemberView(m, {}, step, score, busy) for m, step, score, busy in members))
+
+
+def test_asynchronous_decisions_use_the_views_latest_scores_and_skip_fresh_receivers() -> None:
+    budget = Budget(population=3, steps=48, eval_every=4)
+    pbt = strategy(0, budget=budget, fraction=0.25)  # one bottom, one top
+    pbt.ask(PopulationView(()))
+    pbt.tell(SegmentResult(0, 0, 12, {}, ((12, {"Q": 0.3}),), 0.3))
+    # member 1 is mid-segment; the runner already saw its evaluation at step 8
+    decisions = pbt.ask(view((0, 12, 0.3, False), (1, 4, 0.9, True), (2, 4, 0.5, True)))
+    assert [type(d) for d in decisions] == [Exploit, Train]
+    assert decisions[0].member == 0 and decisions[0].donor == 1
+    # member 0 now holds 1's weights, unevaluated: until its clock moves it neither ranks nor
+    # donates, although the view still shows its old 0.3, better than 1's latest 0.25
+    pbt.tell(SegmentResult(2, 0, 12, {}, ((12, {"Q": 0.1}),), 0.1))
+    decisions = pbt.ask(view((0, 12, 0.3, True), (1, 8, 0.25, True), (2, 12, 0.1, False)))
+    assert [(d.member, d.donor) for d in decisions if isinstance(d, Exploit)] == [(2, 1)]
+    pbt.tell(SegmentResult(1, 0, 12, {}, ((12, {"Q": 0.05}),), 0.05))
+    # 1 fell to the bottom; 0 has evaluated its new state (step 16 > 12) and ranks with 0.95
+    decisions = pbt.ask(view((0, 16, 0.95, True), (1, 12, 0.05, False), (2, 12, 0.3, True)))
+    assert [(d.member, d.donor) for d in decisions if isinstance(d, Exploit)] == [(1, 0)]
+
+
 # -- ties, NaN and failures -----------------------------------------------------------------------
 
 class Flat(ToyQuadratic):
@@ -223,15 +248,17 @@ def test_state_dict_is_strict_json_with_nan_members() -> None:
     assert copy.state_dict() == loop.strategy.state_dict()
 
 
-def test_in_flight_segments_are_asked_again_after_a_resume() -> None:
-    pbt = strategy(0, budget=Budget(population=2, steps=24, eval_every=4))
+def test_in_flight_segments_stay_in_flight_after_a_resume() -> None:
+    budget = Budget(population=2, steps=24, eval_every=4)
+    pbt = strategy(0, budget=budget)
     trains = [d for d in pbt.ask(PopulationView(())) if isinstance(d, Train)]
-    assert [t.member for t in trains] == [0, 1]
+    assert trains == [Train(0, 12), Train(1, 12)]
     pbt.tell(SegmentResult(0, 0, 12, {}, ((12, {"Q": 0.1}),), 0.1))
-    restored = strategy(5, budget=Budget(population=2, steps=24, eval_every=4))
+    restored = strategy(5, budget=budget)
     restored.load_state_dict(json.loads(json.dumps(pbt.state_dict())))
-    again = restored.ask(PopulationView(()))
-    assert again == [Train(0, 12), Train(1, 12)]  # 0 from its told step 12, 1 again from 0
+    assert restored.ask(PopulationView(())) == [Train(0, 12)]  # 1 is still in flight: the runner finishes it
+    restored.tell(SegmentResult(1, 0, 12, {}, ((12, {"Q": 0.2}),), 0.2))
+    assert restored.ask(PopulationView(())) == [Train(1, 12)]
 
 
 # -- configuration ---------------------------------------------------------------------------------
