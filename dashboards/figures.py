@@ -1,6 +1,6 @@
 """Matplotlib figures of a run (and of a comparison of runs). Each function returns a ``Figure``.
 
-Figures are built with the object-oriented API on the Agg canvas (no ``pyplot``, no global state),
+Figures are built with the object-oriented API on the Agg canvas (no ``pyplot``, no global backend),
 so the dashboard can render them in request threads. Artists a reader (or a test) looks for carry a
 ``gid``: ``member-<id>`` for a member's line, ``exploits`` / ``exploit-links`` for exploit markers and
 donor→receiver connectors, ``lineage-edges`` and ``best-lineage`` in the lineage tree, ``best-<label>``
@@ -14,9 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -64,7 +61,7 @@ def _empty(ax, message: str) -> None:
 
 
 def _population(run: RunData) -> int:
-    return int(run.info.get("population") or (run.members["member"].max() + 1 if len(run.members) else 1))
+    return int(run.info["population"])
 
 
 def _by_member(results: pd.DataFrame):
@@ -132,6 +129,18 @@ def hparam_names(frame: pd.DataFrame) -> list[str]:
     return [c[len(HP_PREFIX):] for c in frame.columns if c.startswith(HP_PREFIX)]
 
 
+def _categories(run: RunData, name: str) -> list[str]:
+    """The category axis of a choice hyperparameter (the config's order first); ``[]`` if numeric."""
+    column = run.results[HP_PREFIX + name].dropna()
+    spec = _space(run).get(name)
+    declared = [str(c) for c in spec["choice"]] if isinstance(spec, dict) and "choice" in spec else []
+    if not declared and pd.to_numeric(column, errors="coerce").notna().all():
+        return []
+    if declared and all(isinstance(c, (int, float)) for c in spec["choice"]):
+        return []
+    return list(dict.fromkeys([*declared, *sorted(str(v) for v in column)]))
+
+
 def hparams_figure(run: RunData) -> Figure:
     """Every member's hyperparameters against its steps, one panel per hyperparameter.
 
@@ -147,11 +156,7 @@ def hparams_figure(run: RunData) -> Figure:
     fig.suptitle(_title(run, "hyperparameters per member"))
     population = _population(run)
     for ax, name in zip(axes, names):
-        column = run.results[HP_PREFIX + name]
-        numeric = pd.to_numeric(column, errors="coerce")
-        categories: list[str] = []
-        if numeric.isna().any() and column.notna().any():
-            categories = sorted({str(v) for v in column.dropna()})
+        categories = _categories(run, name)
         for member, rows in _by_member(run.results):
             if categories:
                 values = [categories.index(str(v)) for v in rows[HP_PREFIX + name]]
@@ -177,7 +182,7 @@ def lineage_figure(run: RunData) -> Figure:
 
     The best member's line back through its donors is drawn thick (``gid="best-lineage"``).
     """
-    fig = _figure(8, 1.5 + 0.35 * _population(run))
+    fig = _figure(8, min(1.5 + 0.35 * _population(run), 20))
     ax = fig.add_subplot()
     best = best_member(run)
     ax.set_title(_title(run, "lineage" + ("" if best is None else f" (best: member {best})")))
@@ -273,7 +278,8 @@ def comparison_figure(comparison: pd.DataFrame, runs: Sequence[RunData] | None =
     when the runs are known, the mean best-so-far objective against the budget per strategy.
 
     ``comparison`` has columns ``strategy`` and ``best_objective`` (one row per run, as in
-    ``comparison.csv``). Without ``runs``, a ``run_dir`` column (if any) says where to load them.
+    ``comparison.csv``); a ``target`` column is drawn as a dashed level on the budget curves.
+    Without ``runs``, a ``run_dir`` column (if any) says where to load them.
     """
     if runs is None and "run_dir" in comparison.columns:
         runs = [load_run(path) for path in comparison["run_dir"]]
@@ -302,6 +308,9 @@ def comparison_figure(comparison: pd.DataFrame, runs: Sequence[RunData] | None =
                                                   if strategy in strategies else i % 10)
             ax.plot(grid, mean, color=color, linewidth=1.8, gid=f"best-{strategy}", label=plain(strategy))
             ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+        if "target" in comparison.columns and comparison["target"].notna().any():
+            ax.axhline(float(comparison["target"].dropna().iloc[0]), color="0.4", linestyle="--",
+                       linewidth=0.8, gid="target", label="target")
         ax.set_xlabel("optimizer steps over the population (budget)")
         ax.set_ylabel(f"best {objective} so far (mean ± std over seeds)")
         ax.set_title("best objective against budget")
@@ -334,7 +343,7 @@ def toy_figure(runs: Sequence[RunData], titles: Sequence[str] | None = None) -> 
         grid = np.linspace(lo, hi, 200)
         t0, t1 = np.meshgrid(grid, grid)
         q = ToyQuadratic.true_objective(t0, t1)
-        path_ax.contourf(t0, t1, q, levels=20, cmap="Blues", alpha=0.5)
+        path_ax.contourf(t0, t1, q, levels=20, cmap="Blues", alpha=0.35)
         lines = path_ax.contour(t0, t1, q, levels=[0.0, 0.4, 0.8, 1.0, 1.1, 1.18], colors="0.4",
                                 linewidths=0.6)
         path_ax.clabel(lines, fontsize="x-small", fmt="Q=%.2g")

@@ -79,7 +79,8 @@ def test_hparams_figure_puts_choices_on_a_category_axis_and_shows_dollars_litera
     fig = hparams_figure(run)
     assert png_bytes(fig).startswith(PNG_MAGIC)  # mathtext would raise on "$\frac{"
     choice_ax = fig.axes[0]
-    assert [t.get_text() for t in choice_ax.get_yticklabels()] == [r"\$\frac{"]
+    assert all(list(line.get_ydata()) == [0, 0, 0] for line in member_lines(choice_ax).values())
+    assert [t.get_text() for t in choice_ax.get_yticklabels()] == [r"\$\frac{", "relu"]  # config order
     assert choice_ax.get_yscale() == "linear"
 
 
@@ -136,7 +137,8 @@ def test_comparison_figure_boxes_per_strategy_and_mean_budget_curves(tmp_path):
             run = load_run(run_dir)
             runs.append(run)
             rows.append({"strategy": strategy, "seed": seed, "best_objective": run.summary["best"]["objective"],
-                         "test_Q": 0.0, "budget_steps": 48, "wall_seconds": 0.1, "steps_to_target": 8.0,
+                         "test_Q": 0.0, "budget_steps": 48, "wall_seconds": 0.1, "target": 1.0,
+                         "steps_to_target": 8.0,
                          "run_dir": str(run_dir)})
     table = pd.DataFrame(rows)
     for fig in (comparison_figure(table, runs), comparison_figure(table)):  # runs found via run_dir
@@ -150,6 +152,8 @@ def test_comparison_figure_boxes_per_strategy_and_mean_budget_curves(tmp_path):
             best_ever = [r.results["objective"].max() for r in runs if r.info["strategy"] == strategy]
             assert curve.get_ydata()[-1] == pytest.approx(np.mean(best_ever))
             assert curve.get_xdata()[-1] == 48  # 3 members x 16 steps
+        [target] = by_gid(curve_ax, "target")
+        assert list(target.get_ydata()) == [1.0, 1.0]
     only_boxes = comparison_figure(table.drop(columns="run_dir"))
     assert len(only_boxes.axes) == 1
 
