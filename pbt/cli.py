@@ -16,11 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import numpy as np
-
 from models.errors import ConfigError, PBTError
-from pbt.config import RunConfig, load_config
-from pbt.strategies import STRATEGIES, make_strategy
+from pbt.config import load_config
+from pbt.strategies import STRATEGIES
 
 # Every subcommand of DESIGN §6, in the order ``--help`` lists them.
 PLANNED = {
@@ -82,12 +80,11 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config: RunConfig = load_config(args.config)
-    make_strategy(args.strategy, config, np.random.default_rng(args.seed))  # a grid that cannot fit fails here
+    config = load_config(args.config)
     out = args.out if args.out is not None else default_out(args.config, args.strategy, args.seed)
     check_out(out)
 
-    from pbt import api  # Ray loads only when a run starts
+    from pbt import api  # Ray loads only when a run starts; api.run validates the rest before writing
     from pbt.terminal import ProgressDisplay, results_table
     from search.store import load_run
 
