@@ -110,13 +110,14 @@ class RunIndex:
         """
         found: dict[str, Path] = {}
         for root in self.roots:
+            if not root.is_dir():
+                continue
             candidates = [root] if (root / DB_NAME).is_file() else sorted(root.iterdir())
             for candidate in candidates:
                 resolved = candidate.resolve()
-                if not (resolved == root or resolved.is_relative_to(root)):
-                    continue
-                db = (resolved / DB_NAME)
-                if not db.is_file() or not db.resolve().is_relative_to(root):
+                db = resolved / DB_NAME
+                inside = resolved.is_relative_to(root) and db.resolve().is_relative_to(root)
+                if not inside or not db.is_file():
                     continue
                 run_id = root.name if candidate == root else f"{root.name}/{candidate.name}"
                 while run_id in found:
@@ -295,7 +296,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
     # -- the list of runs ------------------------------------------------------------------------
     def _index_parts(self) -> tuple[str, str]:
         rows, versions = [], []
-        for run_id, run_dir in self.server.index.runs().items():
+        runs = self.server.index.runs()
+        for run_id, run_dir in runs.items():
             link = f'<a href="/run?id={escape(quote(run_id))}">{escape(run_id)}</a>'
             pick = f'<input type="checkbox" name="id" value="{escape(run_id)}">'
             try:
@@ -312,7 +314,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         columns = ["", "run", "strategy", "seed", "status", "population", "evaluations",
                    "best objective", "problem"]
         html = table(columns, rows, raw_columns=["", "run"], text_columns=["run", "problem"])
-        return html, _digest((sorted(self.server.index.runs()), versions))
+        return html, _digest((sorted(runs), versions))
 
     def _index_page(self, query: dict) -> None:
         html, version = self._index_parts()
