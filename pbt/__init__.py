@@ -3,5 +3,6 @@
 from pbt.config import RunConfig, load_config, parse_config
 from pbt.settings import PBTSettings
 from pbt.strategies import make_strategy
+from pbt.strategy import PBTStrategy
 
-__all__ = ["PBTSettings", "RunConfig", "load_config", "make_strategy", "parse_config"]
+__all__ = ["PBTSettings", "PBTStrategy", "RunConfig", "load_config", "make_strategy", "parse_config"]

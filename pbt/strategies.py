@@ -6,6 +6,7 @@ import numpy as np
 
 from models.errors import ConfigError
 from pbt.config import RunConfig
+from pbt.strategy import PBTStrategy
 from search.grid import GridStrategy
 from search.random import RandomStrategy
 from search.strategy import Strategy
@@ -20,7 +21,5 @@ def make_strategy(name: str, config: RunConfig, rng: np.random.Generator) -> Str
     if name == "random":
         return RandomStrategy(config.space, config.budget, config.initial, rng)
     if name == "pbt":
-        from pbt.strategy import PBTStrategy
-
         return PBTStrategy(config.space, config.budget, config.pbt, config.initial, rng)
     raise ConfigError(f"--strategy: unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}")

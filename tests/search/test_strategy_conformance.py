@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from pbt.settings import PBTSettings
+from pbt.strategy import PBTStrategy
 from search.budget import Budget
 from search.grid import GridStrategy
 from search.random import RandomStrategy
@@ -29,11 +30,6 @@ from search.strategy import (
     Train,
     oriented_score,
 )
-
-try:  # the PBT strategy is being written alongside this suite; it joins as soon as it lands
-    from pbt.strategy import PBTStrategy
-except ImportError:
-    PBTStrategy = None
 
 SPACE = SearchSpace.from_config({
     "lr": {"loguniform": [1e-4, 1.0]},
@@ -55,11 +51,7 @@ FACTORIES = {  # grid: 1 initial + 2 lr x 3 act x 1 point for momentum and layer
     "pbt-tournament": lambda rng: PBTStrategy(
         SPACE, BUDGET, PBTSettings(interval=10, burn_in=20, exploit="tournament"), INITIAL, rng),
 }
-NAMES = [
-    pytest.param(name, marks=pytest.mark.skipif(
-        name.startswith("pbt") and PBTStrategy is None, reason="pbt/strategy.py has not landed"))
-    for name in FACTORIES
-]
+NAMES = list(FACTORIES)
 
 
 def quality(hparams) -> float:
@@ -208,7 +200,6 @@ def test_minimising_keeps_the_same_contract(name):
     assert trace.executed == population(name) * BUDGET.steps
 
 
-@pytest.mark.skipif(PBTStrategy is None, reason="pbt/strategy.py has not landed")
 def test_pbt_exploits_in_this_loop():
     """Guards the suite itself: the fake scores differ enough that PBT's exploit path is exercised."""
     trace = drive(FACTORIES["pbt-async"](np.random.default_rng(0)), BUDGET)
