@@ -1,0 +1,104 @@
+"""The Python API: ``run`` a search into a run directory, ``resume`` one whose driver died.
+
+One RNG tree from the seed: ``np.random.SeedSequence(seed)`` branches into the strategy's
+generator and each member's trainable seed (``search.runner.strategy_rng`` / ``member_seed``), so
+a run does not depend on how members are scheduled onto workers.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import ray
+
+from pbt.config import RunConfig, parse_config
+from pbt.strategies import make_strategy
+from search.progress import Progress
+from search.runner import Runner, strategy_rng
+from search.store import DB_NAME, SUMMARY_NAME, RunStore, load_run
+from search.strategy import Strategy
+from workers.actor import TrainableSpec
+from workers.cluster import PACKAGES, connect
+from workers.pool import WorkerPool, check_workers
+from workers.trainable import resolve_trainable
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def run(
+    config: RunConfig, *, strategy: str = "pbt", seed: int = 0, out: Path, address: str | None = None,
+    workers: int | None = None, on_progress: ProgressCallback | None = None,
+) -> dict:
+    """Run a search with ``strategy`` into the new directory ``out``; returns the summary."""
+    search = make_strategy(strategy, config, strategy_rng(seed))
+    check_workers(workers)
+    spec = _spec(config)
+    started = connect(address, extra_modules=_user_modules(spec.cls))
+    try:
+        store = RunStore.create(
+            Path(out), config=config.raw, strategy=strategy, seed=seed, population=config.budget.population,
+            steps_per_member=config.budget.steps, eval_every=config.budget.eval_every,
+            objective=config.objective, mode=config.mode,
+        )
+        return _drive(search, store, spec, config, seed, workers, on_progress, resume=False)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def resume(
+    run_dir: Path, *, address: str | None = None, workers: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> dict:
+    """Continue the run in ``run_dir`` from its last durable snapshot; returns the summary.
+
+    A run that already finished is not run again: its summary is returned.
+    """
+    run_dir = Path(run_dir)
+    store = RunStore.open(run_dir)
+    info = store.info()
+    if info["status"] == "finished" and (run_dir / SUMMARY_NAME).is_file():
+        store.close()
+        summary = load_run(run_dir).summary
+        assert summary is not None
+        return summary
+    check_workers(workers)
+    config = parse_config(info["config"], source=str(run_dir / DB_NAME))
+    search = make_strategy(info["strategy"], config, strategy_rng(info["seed"]))
+    spec = _spec(config)
+    started = connect(address, extra_modules=_user_modules(spec.cls))
+    try:
+        return _drive(search, store, spec, config, info["seed"], workers, on_progress, resume=True)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _spec(config: RunConfig) -> TrainableSpec:
+    return TrainableSpec(resolve_trainable(config.trainable.name), dict(config.trainable.settings))
+
+
+def _user_modules(cls: type) -> tuple[ModuleType, ...]:
+    """A custom trainable's top-level package, shipped to a cluster with the project's packages."""
+    top = cls.__module__.partition(".")[0]
+    module = sys.modules.get(top)
+    return () if top in PACKAGES or module is None or not getattr(module, "__file__", None) else (module,)
+
+
+def _drive(
+    search: Strategy, store: RunStore, spec: TrainableSpec, config: RunConfig, seed: int,
+    workers: int | None, on_progress: ProgressCallback | None, *, resume: bool,
+) -> dict:
+    pool = None
+    try:
+        pool = WorkerPool(spec, workers)
+        runner = Runner(search, store, pool, budget=config.budget, objective=config.objective,
+                        mode=config.mode, seed=seed, on_progress=on_progress)
+        return runner.run(resume=resume)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        store.close()

@@ -1,0 +1,552 @@
+"""The runner: drives any ``Strategy`` over a ``WorkerPool`` and records everything in the ``RunStore``.
+
+It asks the strategy, carries out ``Start`` / ``Train`` / ``Exploit`` in the order given, splits each
+``Train`` into calls of ``eval_every`` steps, dispatches them to free workers (preferring the worker
+that ran the member last; up to ``max_inflight`` calls queued per worker so dispatch latency hides
+behind training), tells the strategy each finished segment, writes a result row per evaluation and
+the events, reports ``Progress``, snapshots the run for resume (states written by a
+``CheckpointWriter`` thread), and writes ``summary.json`` at the end.
+
+Weights move as object references owned by this driver: a call's state output is the member's new
+state, an exploit hands the receiver the donor's reference. Each state has a version number; a
+worker that still holds that version does not reload it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import ray
+
+from search.budget import Budget
+from search.checkpoints import CheckpointWriter, checkpoint_name, load_checkpoint
+from search.progress import Progress
+from search.store import CHECKPOINTS_DIR, RunStore, load_run, schedule
+from search.strategy import (
+    Exploit, Mode, MemberView, PopulationView, SegmentResult, Start, Strategy, Train, oriented_score,
+)
+from workers.actor import Report, StateUnavailable
+from workers.pool import PoolWorker, WorkerPool
+
+MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not retried forever
+PROGRESS_EVERY_S = 0.25
+NO_WORKER_TIMEOUT_S = 120.0
+CALL_TARGET_S = 0.25  # a call trains this long when its segment allows: Ray's per-call cost (~1-3 ms) stays small
+
+
+def strategy_rng(seed: int) -> np.random.Generator:
+    """The strategy's generator: branch 0 of the run seed's tree."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+
+
+def member_seed(seed: int, member: int) -> int:
+    """Member ``member``'s trainable seed: branch (1, member) of the run seed's tree, so it does not
+    depend on scheduling."""
+    return int(np.random.SeedSequence(seed, spawn_key=(1, member)).generate_state(1)[0])
+
+
+@dataclass
+class _Segment:
+    start: int
+    end: int
+    hparams: dict[str, Any]
+    evaluations: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+
+@dataclass
+class _Call:
+    member: int
+    worker: str
+    start: int
+    steps: int
+    version: int
+    report: ray.ObjectRef
+    state: ray.ObjectRef
+    discard: bool = False
+
+
+@dataclass
+class _Member:
+    member: int
+    seed: int
+    hparams: dict[str, Any]
+    status: str = "running"
+    error: str | None = None
+    step: int = 0
+    metrics: dict[str, float] | None = None
+    ref: ray.ObjectRef | None = None  # the state after `step` steps (None: not trained yet)
+    version: int | None = None
+    origin: int | None = None  # the member whose training produced `version`
+    node: str | None = None  # the node holding `ref`'s primary copy
+    segment: _Segment | None = None
+    calls: deque[_Call] = field(default_factory=deque)
+    last_worker: str | None = None
+    deaths: int = 0
+    seconds_per_step: float | None = None  # measured; sizes the calls
+
+    def planned(self) -> int:
+        return self.calls[-1].start + self.calls[-1].steps if self.calls else self.step
+
+
+class Runner:
+    """Runs one search to the end; ``run()`` returns the summary (also written to ``summary.json``)."""
+
+    def __init__(
+        self, strategy: Strategy, store: RunStore, pool: WorkerPool, *, budget: Budget, objective: str,
+        mode: Mode, seed: int, on_progress: Callable[[Progress], None] | None = None,
+        checkpoint_every_s: float = 2.0, max_inflight: int = 2,
+    ) -> None:
+        self.strategy = strategy
+        self.store = store
+        self.pool = pool
+        self.budget = budget
+        self.objective = objective
+        self.mode = mode
+        self.seed = seed
+        self.on_progress = on_progress
+        self.checkpoint_every_s = checkpoint_every_s
+        self.max_inflight = max_inflight
+        self.members: dict[int, _Member] = {}
+        self.queues: dict[str, list[_Call]] = {}
+        self.writer = CheckpointWriter(store.run_dir / CHECKPOINTS_DIR)
+        self.budget_steps = 0
+        self.train_seconds = 0.0
+        self.train_calls = 0
+        self.exploits = 0
+        self._next_version = 0
+        self._elapsed_base = 0.0
+        self._t0 = time.monotonic()
+        self._last_event = store.last_event()
+        self._snapshot_job: tuple[int, dict, int] | None = None
+        self._jobs = 0
+        self._snapshot_at = 0.0
+        self._progress_at = -math.inf
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict:
+        """Drive the strategy until it is finished; with ``resume``, first roll the store back to
+        its last snapshot and continue from there."""
+        try:
+            if resume:
+                self._restore()
+            decisions = self.strategy.ask(self._view())
+            starts = [d for d in decisions if isinstance(d, Start)]
+            warm = starts[0].hparams if starts else next(iter(self.members.values())).hparams
+            self.pool.warm_up(warm, member_seed(self.seed, 0))
+            self._t0 = time.monotonic()
+            self._apply(decisions)
+            self._loop(changed=False)
+            self._final_snapshot()
+            self.store.finish("finished")
+            summary = self._summary()
+            self.store.write_summary(summary)
+            self._progress(force=True)
+            return summary
+        except BaseException:
+            self.store.finish("failed")
+            raise
+        finally:
+            self.writer.close()
+
+    def _loop(self, changed: bool) -> None:
+        idle_since = time.monotonic()
+        while True:
+            if changed:
+                self._apply(self.strategy.ask(self._view()))
+            if self.strategy.is_finished(self._view()) and not any(m.segment for m in self.members.values()):
+                return
+            self._dispatch()
+            if any(self.queues.values()):
+                changed, idle_since = self._collect(timeout=0.1), time.monotonic()
+            elif self.pool.poll():
+                raise RuntimeError("the strategy asked for nothing while no member is training")
+            elif time.monotonic() - idle_since > NO_WORKER_TIMEOUT_S:
+                raise RuntimeError(f"no worker came up for {NO_WORKER_TIMEOUT_S:.0f} s")
+            else:
+                changed = False
+                time.sleep(0.05)  # every worker is starting or being replaced
+            self._checkpoint()
+            self._progress()
+
+    def _clock(self) -> float:
+        return self._elapsed_base + time.monotonic() - self._t0
+
+    def _view(self) -> PopulationView:
+        return PopulationView(tuple(
+            MemberView(m.member, MappingProxyType(dict(m.hparams)), m.step, self._score(m),
+                       busy=m.segment is not None, failed=m.status == "failed")
+            for _, m in sorted(self.members.items())
+        ))
+
+    def _score(self, m: _Member) -> float | None:
+        return None if m.metrics is None else oriented_score(self._objective_of(m.metrics), self.mode)
+
+    def _objective_of(self, metrics: Mapping[str, float]) -> float:
+        return float(metrics.get(self.objective, math.nan))
+
+    # -- decisions ---------------------------------------------------------------------------
+    def _apply(self, decisions: list) -> None:
+        for decision in decisions:
+            if isinstance(decision, Start):
+                self._start(decision)
+            elif isinstance(decision, Train):
+                self._train(decision)
+            elif isinstance(decision, Exploit):
+                self._exploit(decision)
+            else:
+                raise TypeError(f"unknown decision {decision!r}")
+
+    def _start(self, d: Start) -> None:
+        if d.member in self.members:
+            raise RuntimeError(f"member {d.member} started twice")
+        m = _Member(d.member, member_seed(self.seed, d.member), dict(d.hparams))
+        self.members[d.member] = m
+        self._event("start", m.member, 0, {"hparams": m.hparams})
+        self._put_member(m)
+
+    def _train(self, d: Train) -> None:
+        m = self.members[d.member]
+        if m.segment is not None or m.status != "running":
+            raise RuntimeError(f"Train for member {d.member}, which is busy or {m.status}")
+        if d.steps < 1 or d.steps % self.budget.eval_every or m.step + d.steps > self.budget.steps:
+            raise RuntimeError(f"Train({d.member}, {d.steps}) at step {m.step} breaks the budget {self.budget}")
+        m.segment = _Segment(m.step, m.step + d.steps, dict(m.hparams))
+
+    def _exploit(self, d: Exploit) -> None:
+        m, donor = self.members[d.member], self.members[d.donor]
+        if m.segment is not None or m.calls or donor.ref is None:
+            raise RuntimeError(f"Exploit({d.member} <- {d.donor}): receiver busy or donor untrained")
+        old = m.hparams
+        self._event("exploit", m.member, m.step, {
+            "donor": donor.member, "donor_step": donor.step,
+            "member_objective": self._objective_of(m.metrics or {}),
+            "donor_objective": self._objective_of(donor.metrics or {}),
+            "old_hparams": old, "new_hparams": dict(d.hparams)})
+        self._event("explore", m.member, m.step,
+                    {"ops": dict(d.ops), "old_hparams": dict(donor.hparams), "new_hparams": dict(d.hparams)})
+        m.ref, m.version, m.origin, m.node = donor.ref, donor.version, donor.origin, donor.node
+        m.hparams = dict(d.hparams)
+        self.exploits += 1
+        self._put_member(m)
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        for worker in self.pool.poll():
+            queue = self.queues.setdefault(worker.id, [])
+            while len(queue) < self.max_inflight:
+                m = self._pick(worker.id)
+                if m is None:
+                    break
+                self._submit(m, worker)
+
+    def _pick(self, worker_id: str) -> _Member | None:
+        best, best_rank = None, 4
+        for _, m in sorted(self.members.items()):
+            if m.segment is None or m.status != "running" or m.planned() >= m.segment.end:
+                continue
+            if m.calls:
+                rank = 0 if m.calls[-1].worker == worker_id else 4  # a member's calls stay on one worker
+            elif m.last_worker == worker_id:
+                rank = 1
+            elif m.last_worker not in self.pool.workers or not self.queues.get(m.last_worker):
+                rank = 2
+            else:
+                rank = 3
+            if rank < best_rank:
+                best, best_rank = m, rank
+        return best
+
+    def _submit(self, m: _Member, worker: PoolWorker) -> None:
+        assert m.segment is not None
+        if m.calls:
+            source, version_in, start = m.calls[-1].state, m.calls[-1].version, m.planned()
+        else:
+            source, version_in, start = m.ref, m.version, m.step
+        steps = min(self._call_steps(m), m.segment.end - start)
+        version = self._next_version
+        self._next_version += 1
+        report, state = worker.handle.run.remote(
+            m.member, m.seed, m.segment.hparams, [source], version_in, version, steps, self.budget.eval_every)
+        call = _Call(m.member, worker.id, start, steps, version, report, state)
+        m.calls.append(call)
+        self.queues[worker.id].append(call)
+
+    def _call_steps(self, m: _Member) -> int:
+        """Steps per call: whole evaluation periods, about ``CALL_TARGET_S`` of training. (Results do
+        not depend on it: a worker evaluates every ``eval_every`` steps inside a call, and states
+        round-trip exactly between calls.)"""
+        every = self.budget.eval_every
+        if m.seconds_per_step is None:
+            return every
+        return every * max(1, int(CALL_TARGET_S / max(m.seconds_per_step * every, 1e-9)))
+
+    # -- results -----------------------------------------------------------------------------
+    def _collect(self, timeout: float) -> bool:
+        refs = [c.report for q in self.queues.values() for c in q]
+        if not refs:
+            return False
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if not ready:
+            return False
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        done = set(ready)
+        for worker_id in list(self.queues):
+            queue = self.queues.get(worker_id, [])
+            while queue and queue[0].report in done:
+                call = queue.pop(0)
+                if call.discard:
+                    continue
+                try:
+                    report = ray.get(call.report)
+                except ray.exceptions.RayTaskError as exc:
+                    self._call_failed(call, exc)
+                    continue
+                except ray.exceptions.RayError as exc:  # the actor (or its node) died
+                    self._worker_died(worker_id, call, exc)
+                    break
+                self._complete(call, report)
+        return True
+
+    def _complete(self, call: _Call, report: Report) -> None:
+        m = self.members[call.member]
+        assert m.calls and m.calls[0] is call and m.segment is not None
+        m.calls.popleft()
+        hparams = dict(m.segment.hparams)
+        now = self._clock()
+        rows = []
+        for offset, metrics, seconds in report.evaluations:
+            step = call.start + offset
+            rows.append({"member": m.member, "step": step, "objective": self._objective_of(metrics),
+                         "metrics": metrics, "hparams": hparams, "worker": report.worker,
+                         "node": report.node, "wall_time": now, "train_seconds": seconds})
+            m.segment.evaluations.append((step, metrics))
+        self.store.add_results(rows)
+        m.step = call.start + call.steps
+        m.metrics = dict(report.evaluations[-1][1])
+        m.ref, m.version, m.origin, m.node = call.state, call.version, m.member, report.node
+        m.last_worker = report.worker
+        m.seconds_per_step = report.train_seconds / call.steps
+        self.writer.track(call.version, call.state)
+        self.budget_steps += call.steps
+        self.train_seconds += report.train_seconds
+        self.train_calls += 1
+        if m.step == m.segment.end:
+            segment, m.segment = m.segment, None
+            self.strategy.tell(SegmentResult(
+                m.member, segment.start, segment.end, segment.hparams, tuple(segment.evaluations),
+                oriented_score(self._objective_of(m.metrics), self.mode)))
+            if m.step >= self.budget.steps:
+                m.status = "finished"
+                self._event("finish", m.member, m.step, {"objective": self._objective_of(m.metrics)})
+        self._put_member(m)
+
+    def _call_failed(self, call: _Call, exc: ray.exceptions.RayTaskError) -> None:
+        m = self.members[call.member]
+        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+        worker = self.pool.workers.get(call.worker)
+        if isinstance(cause, StateUnavailable) and self._recover_state(m):
+            self._event("failure", m.member, m.step, {"error": _one_line(cause), "worker": call.worker,
+                                                      "node": worker and worker.node, "recovered": True})
+            self._drop_calls(m)
+            return
+        self._fail(m, _one_line(cause), call.worker, worker and worker.node)
+
+    def _worker_died(self, worker_id: str, call: _Call, exc: Exception) -> None:
+        worker = self.pool.workers[worker_id]
+        lost = [c for c in [call, *self.queues.pop(worker_id, [])] if not c.discard]
+        self.pool.replace(worker_id)
+        alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        for member in sorted({c.member for c in lost}):
+            m = self.members[member]
+            self._drop_calls(m)
+            m.deaths += 1
+            recovered = m.deaths <= MAX_WORKER_DEATHS
+            self._event("failure", m.member, m.step, {"error": _one_line(exc), "worker": worker_id,
+                                                      "node": worker.node, "recovered": recovered})
+            if not recovered:
+                self._fail(m, f"killed {m.deaths} workers; last: {_one_line(exc)}", worker_id, worker.node,
+                           event=False)
+        for m in self.members.values():  # states whose primary copy went down with a node
+            if m.ref is not None and m.node not in alive and m.status == "running":
+                if not self._recover_state(m):
+                    self._fail(m, f"state v{m.version} lost with node {m.node}", worker_id, worker.node)
+
+    def _recover_state(self, m: _Member) -> bool:
+        """Rebuild ``m``'s state reference from the driver's copy; False if there is none."""
+        copy = None if m.version is None else self.writer.copy(m.version)
+        if copy is None:
+            return False
+        m.ref, m.node = ray.put(dict(copy)), ray.get_runtime_context().get_node_id()
+        for other in self.members.values():
+            if other.version == m.version:
+                other.ref, other.node = m.ref, m.node
+        return True
+
+    def _drop_calls(self, m: _Member) -> None:
+        for c in m.calls:
+            c.discard = True
+        m.calls.clear()
+
+    def _fail(self, m: _Member, error: str, worker: str | None, node: str | None, event: bool = True) -> None:
+        self._drop_calls(m)
+        m.status, m.error, m.segment = "failed", error, None
+        if event:
+            self._event("failure", m.member, m.step, {"error": error, "worker": worker, "node": node,
+                                                      "recovered": False})
+        self.strategy.on_failure(m.member, error)
+        self._put_member(m)
+
+    # -- the store ---------------------------------------------------------------------------
+    def _event(self, kind: str, member: int | None, step: int | None, data: Mapping[str, Any]) -> None:
+        self._last_event = self.store.add_event(self._clock(), kind, member, step, data)
+
+    def _put_member(self, m: _Member) -> None:
+        objective = None if m.metrics is None else self._objective_of(m.metrics)
+        self.store.put_member(m.member, status=m.status, step=m.step, objective=objective,
+                              hparams=m.hparams, error=m.error)
+
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.on_progress is None or (not force and now - self._progress_at < PROGRESS_EVERY_S):
+            return
+        self._progress_at = now
+        best = self._best()
+        self.on_progress(Progress(
+            population=self.budget.population,
+            members_done=sum(m.status != "running" for m in self.members.values()),
+            steps_done=self.budget_steps, budget_steps=self.budget.total_steps,
+            best_member=None if best is None else best.member,
+            best_objective=None if best is None else self._objective_of(best.metrics or {}),
+            exploits=self.exploits, elapsed_seconds=self._clock()))
+
+    def _best(self) -> _Member | None:
+        scored = [m for m in self.members.values() if m.metrics is not None]
+        if not scored:
+            return None
+        return max(scored, key=lambda m: (m.status != "failed", self._score(m), -m.member))
+
+    # -- snapshots and resume ----------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy.state_dict(),
+            "members": {str(i): {
+                "status": m.status, "error": m.error, "step": m.step, "hparams": m.hparams,
+                "objective": None if m.metrics is None else self._objective_of(m.metrics),
+                "metrics": m.metrics, "version": m.version, "origin": m.origin, "deaths": m.deaths,
+                "file": None if m.version is None else checkpoint_name(m.origin, m.version),
+                "segment": None if m.segment is None else {
+                    "start": m.segment.start, "end": m.segment.end, "hparams": m.segment.hparams,
+                    "evaluations": [[s, e] for s, e in m.segment.evaluations]},
+                "last_worker": m.last_worker,
+            } for i, m in sorted(self.members.items())},
+            "budget_steps": self.budget_steps, "train_seconds": self.train_seconds,
+            "train_calls": self.train_calls, "exploits": self.exploits,
+            "next_version": self._next_version, "elapsed": self._clock(),
+        }
+
+    def _checkpoint(self) -> None:
+        self._take_snapshots()
+        if self._snapshot_job is None and time.monotonic() - self._snapshot_at >= self.checkpoint_every_s:
+            self._request_snapshot()
+        self.writer.retain({m.version for m in self.members.values() if m.version is not None})
+
+    def _take_snapshots(self, required: bool = False) -> None:
+        """Commit the snapshot whose files the writer finished (``required``: it must succeed)."""
+        for job, ok in self.writer.finished():
+            assert self._snapshot_job is not None and self._snapshot_job[0] == job
+            _, state, last_event = self._snapshot_job
+            self._snapshot_job = None
+            if ok:
+                self.store.commit_snapshot(state, last_event)
+                self._prune(state)
+            elif required:
+                raise RuntimeError("the final checkpoint could not be written")
+
+    def _request_snapshot(self) -> None:
+        self._snapshot_at = time.monotonic()
+        state = self._state()
+        files = {checkpoint_name(m.origin, m.version): (m.version, m.ref)
+                 for m in self.members.values() if m.version is not None}
+        self._jobs += 1
+        self._snapshot_job = (self._jobs, state, self._last_event)
+        self.writer.persist(self._jobs, files)
+
+    def _final_snapshot(self) -> None:
+        """Wait for any snapshot in flight, then write and commit one of the finished run."""
+        while self._snapshot_job is not None:
+            time.sleep(0.01)
+            self._take_snapshots()
+        self._request_snapshot()
+        while self._snapshot_job is not None:
+            time.sleep(0.01)
+            self._take_snapshots(required=True)
+
+    def _prune(self, state: Mapping[str, Any]) -> None:
+        """Delete every checkpoint file the committed snapshot does not name: no member needs it."""
+        keep = {m["file"] for m in state["members"].values() if m["file"]}
+        for path in (self.store.run_dir / CHECKPOINTS_DIR).glob("member-*.npz"):
+            if path.name not in keep and not path.name.endswith(".tmp.npz"):
+                path.unlink(missing_ok=True)
+
+    def _restore(self) -> None:
+        state = self.store.rollback()
+        self._last_event = self.store.last_event()
+        if state is None:  # nothing durable yet: the run starts over (the store was emptied)
+            self._prune({"members": {}})
+            return
+        self.strategy.load_state_dict(state["strategy"])
+        directory = self.store.run_dir / CHECKPOINTS_DIR
+        here = ray.get_runtime_context().get_node_id()
+        refs: dict[int, ray.ObjectRef] = {}
+        for key, s in state["members"].items():
+            m = _Member(int(key), member_seed(self.seed, int(key)), dict(s["hparams"]), s["status"], s["error"],
+                        s["step"], s["metrics"], version=s["version"], origin=s["origin"],
+                        last_worker=None, deaths=s["deaths"])
+            if m.version is not None:
+                if m.version not in refs:
+                    refs[m.version] = ray.put(load_checkpoint(directory / s["file"]))
+                m.ref, m.node = refs[m.version], here
+            if s["segment"] is not None:
+                seg = s["segment"]
+                m.segment = _Segment(seg["start"], seg["end"], dict(seg["hparams"]),
+                                     [(int(st), dict(e)) for st, e in seg["evaluations"]])
+            self.members[m.member] = m
+        self.budget_steps, self.train_seconds = state["budget_steps"], state["train_seconds"]
+        self.train_calls, self.exploits = state["train_calls"], state["exploits"]
+        self._next_version, self._elapsed_base = state["next_version"], state["elapsed"]
+        self._prune(state)
+
+    # -- the end -----------------------------------------------------------------------------
+    def _summary(self) -> dict[str, Any]:
+        best = self._best()
+        summary: dict[str, Any] = {
+            "strategy": self.strategy.name, "seed": self.seed, "population": self.budget.population,
+            "steps_per_member": self.budget.steps, "budget_steps": self.budget_steps,
+            "wall_seconds": self._clock(), "train_seconds": self.train_seconds,
+            "train_calls": self.train_calls, "workers": len(self.pool.workers),
+            "exploits": self.exploits, "objective": self.objective, "mode": self.mode,
+            "failed_members": sorted(m.member for m in self.members.values() if m.status == "failed"),
+            "best": None,
+        }
+        if best is not None:
+            metrics = best.metrics or {}
+            run = load_run(self.store.run_dir)
+            summary["best"] = {
+                "member": best.member, "objective": self._objective_of(metrics),
+                "test": {k: v for k, v in sorted(metrics.items()) if k.startswith("test_")},
+                "hparams": dict(best.hparams),
+                "schedule": [[step, hparams] for step, hparams in schedule(run, best.member)],
+            }
+        return summary
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0] if text else type(exc).__name__

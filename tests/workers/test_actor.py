@@ -1,0 +1,88 @@
+"""The worker actor and the pool on real Ray: states as driver-owned refs, held trainables, sizing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import ray
+
+from models import ToyQuadratic
+from models.errors import ConfigError
+from workers import TrainableSpec, Worker, WorkerPool
+
+H = {"h0": 1.0, "h1": 0.5}
+SPEC = TrainableSpec(ToyQuadratic, {"lr": 0.01})
+
+
+def _call(worker, version_in, version_out, source=None, steps=8, hparams=H, member=0):
+    report, state = worker.run.remote(member, 0, hparams, [source], version_in, version_out, steps, 4)
+    return ray.get(report), state
+
+
+def _expected_theta(steps, hparams=H):
+    toy = ToyQuadratic(hparams, 0)
+    toy.train(steps)
+    return toy.theta
+
+
+def test_state_is_a_driver_owned_ref_that_outlives_its_worker(ray_session):
+    first = Worker.remote("a", SPEC)
+    report, state = _call(first, None, 0)
+    assert [step for step, _, _ in report.evaluations] == [4, 8] and report.worker == "a"
+    ray.kill(first, no_restart=True)
+    # the state survives the worker that made it, and another worker continues from it exactly
+    second = Worker.remote("b", SPEC)
+    report, state = _call(second, 0, 1, source=state)
+    assert report.reloaded
+    np.testing.assert_array_equal(ray.get(state)["theta"], _expected_theta(16))
+    ray.kill(second, no_restart=True)
+
+
+def test_worker_keeps_the_version_it_ran_last(ray_session):
+    worker = Worker.remote("a", SPEC)
+    _, s0 = _call(worker, None, 0)
+    report, s1 = _call(worker, 0, 1, source=s0)
+    assert not report.reloaded  # held version 0: the ref was not fetched
+    other, _ = _call(worker, None, 2, hparams={"h0": 0.0, "h1": 1.0}, member=1)
+    assert other.reloaded
+    report, s3 = _call(worker, 1, 3, source=s1)  # back to member 0: reload version 1 from its ref
+    assert report.reloaded
+    np.testing.assert_array_equal(ray.get(s3)["theta"], _expected_theta(24))
+    ray.kill(worker, no_restart=True)
+
+
+def test_hparams_change_between_calls_without_touching_weights(ray_session):
+    worker = Worker.remote("a", SPEC)
+    _, s0 = _call(worker, None, 0)
+    new = {"h0": 0.0, "h1": 1.0}
+    report, s1 = _call(worker, 0, 1, source=s0, hparams=new)
+    toy = ToyQuadratic(H, 0)
+    toy.train(8)
+    toy.set_hparams(new)
+    toy.train(8)
+    np.testing.assert_array_equal(ray.get(s1)["theta"], toy.theta)
+    assert report.evaluations[-1][1]["Q_hat"] == toy.evaluate()["Q_hat"]
+    ray.kill(worker, no_restart=True)
+
+
+def test_pool_sizes_to_the_cluster_and_replaces_workers(ray_session):
+    cpus = ray.cluster_resources()["CPU"]
+    pool = WorkerPool(SPEC)
+    try:
+        assert len(pool.workers) == int(cpus) and pool.cpus == 1.0
+        pool.warm_up(H, 0)
+        assert len(pool.poll()) == int(cpus)
+        old = next(iter(pool.workers))
+        new = pool.replace(old)
+        assert old not in pool.workers and new.id in pool.workers and len(pool.workers) == int(cpus)
+    finally:
+        pool.shutdown()
+    crowded = WorkerPool(SPEC, size=3 * int(cpus))
+    try:
+        assert crowded.cpus == pytest.approx(1 / 3, abs=0.01)  # fractional CPUs per actor
+        crowded.warm_up(H, 0)
+        assert len(crowded.poll()) == 3 * int(cpus)
+    finally:
+        crowded.shutdown()
+    with pytest.raises(ConfigError, match="workers: must be an integer >= 1, got 0"):
+        WorkerPool(SPEC, size=0)

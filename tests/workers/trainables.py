@@ -1,0 +1,59 @@
+"""Trainables for the engine's tests: real ``ToyQuadratic`` maths with a slow, dying or raising twist.
+
+Importable by Ray workers and driver subprocesses (``tests/conftest.py`` puts this directory on
+``PYTHONPATH``). Settings arrive as ``[trainable]`` keys, like any custom trainable's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from models import ToyQuadratic
+
+
+class SlowToy(ToyQuadratic):
+    """The toy, ``delay`` seconds per step. ``die_once`` (a marker path): the first worker to train a
+    member past step ``die_at`` writes the marker and dies with ``os._exit``. ``raise_h0``: ``train``
+    raises when the member's ``h0`` equals it."""
+
+    def __init__(self, hparams: Mapping[str, Any], seed: int, *, delay: float = 0.0, die_once: str = "",
+                 die_at: int = 10**9, raise_h0: float = -1.0, lr: float = 0.01) -> None:
+        super().__init__(hparams, seed, lr=lr)
+        self.delay, self.die_once, self.die_at, self.raise_h0 = delay, die_once, die_at, raise_h0
+
+    def train(self, steps: int) -> None:
+        if self.hparams["h0"] == self.raise_h0:
+            raise ValueError(f"diverged at step {self.step}")
+        for _ in range(steps):
+            if self.die_once and self.step >= self.die_at and not Path(self.die_once).exists():
+                Path(self.die_once).write_text(str(os.getpid()))
+                os._exit(1)
+            time.sleep(self.delay)
+            super().train(1)
+
+
+def toy_raw(*, population: int = 4, steps: int = 40, eval_every: int = 4, trainable: Mapping[str, Any] | None = None,
+            initial: list | None = None, pbt: Mapping[str, Any] | None = None) -> dict:
+    """A raw config (as read from TOML) for the toy or a ``trainables:SlowToy`` variant."""
+    raw: dict[str, Any] = {
+        "objective": "Q", "mode": "max",
+        "trainable": dict(trainable or {"name": "toy", "lr": 0.01}),
+        "space": {"h0": {"uniform": [0.0, 1.0]}, "h1": {"uniform": [0.0, 1.0]}},
+        "budget": {"population": population, "steps": steps, "eval_every": eval_every},
+    }
+    if initial is not None:
+        raw["initial"] = initial
+    if pbt is not None:
+        raw["pbt"] = dict(pbt)
+    return raw
+
+
+def toy_q(hparams: Mapping[str, float], steps: int, lr: float = 0.01) -> float:
+    """Q after ``steps`` toy steps with fixed ``hparams``, computed in-process."""
+    toy = ToyQuadratic(hparams, 0, lr=lr)
+    toy.train(steps)
+    return toy.evaluate()["Q"]
