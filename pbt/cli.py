@@ -21,7 +21,7 @@ from pbt.config import load_config
 from pbt.strategies import STRATEGIES
 
 # Every subcommand of DESIGN §6, in the order ``--help`` lists them.
-PLANNED = {
+SUBCOMMANDS = {
     "run": "train one population with one strategy",
     "compare": "run every strategy for every seed at the same budget",
     "resume": "continue a run whose driver died",
@@ -68,7 +68,7 @@ def check_out(out: Path) -> None:
 
 
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("run", help=PLANNED["run"], description=PLANNED["run"])
+    parser = subparsers.add_parser("run", help=SUBCOMMANDS["run"], description=SUBCOMMANDS["run"])
     parser.add_argument("config", type=Path, help="the TOML config (DESIGN §6)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="pbt", help="default: pbt")
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="the run's one seed (default 0)")
@@ -115,10 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(subparsers)
-    planned = [name for name in PLANNED if name not in subparsers.choices]
+    planned = [name for name in SUBCOMMANDS if name not in subparsers.choices]
     if planned:
         parser.epilog = "not available yet (DESIGN §6):\n" + "\n".join(
-            f"  {name:<12}{PLANNED[name]}" for name in planned
+            f"  {name:<12}{SUBCOMMANDS[name]}" for name in planned
         )
     return parser
 

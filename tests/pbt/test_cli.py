@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pbt.cli import PLANNED, default_out, main
+from pbt.cli import SUBCOMMANDS, default_out, main
 from pbt.terminal import ProgressDisplay, format_duration, format_progress, ranked_members, results_table
 from search.progress import Progress
 from search.store import RunData
@@ -193,7 +193,7 @@ def test_help_lists_every_subcommand_of_the_design(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for name in ("run", "compare", "resume", "replay", "report", "dashboard"):
-        assert name in PLANNED and f"  {name} " in out
+        assert name in SUBCOMMANDS and f"  {name} " in out
     assert main(["run", "--help"]) == 0
     out = capsys.readouterr().out
     for option in ("--strategy", "--seed", "--out", "--address", "--workers", "--quiet"):
