@@ -1,8 +1,10 @@
 """An in-process stand-in for the runner, for driving strategies in tests without Ray.
 
-It carries out ``Start``/``Train``/``Exploit`` on real trainables, simulates ``workers`` workers
-whose segments take seeded random times (so results arrive in a seed-dependent order), and
-checks the decisions against the Strategy contract as it goes.
+Like the runner it carries out ``Start``/``Train``/``Exploit`` on real trainables, splits each
+``Train`` into calls of ``eval_every`` steps whose results (state, metrics) show in the view as
+they finish, and tells the strategy at the end of the segment. ``workers`` simulated workers take
+seeded random times per call, so results arrive in a seed-dependent order. Decisions are checked
+against the Strategy contract as they come.
 """
 
 from __future__ import annotations
@@ -44,8 +46,16 @@ class LoopRecord:
         return max(metrics[metric] for metrics in self.final.values())
 
 
+@dataclass
+class _Segment:
+    start: int
+    end: int
+    hparams: dict[str, Any]
+    evaluations: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+
 class Loop:
-    """Drives one strategy to the end (or until ``stop_after`` results), in simulated time."""
+    """Drives one strategy to the end (or until ``stop_after`` segments are told), in simulated time."""
 
     def __init__(self, strategy: Strategy, make: Callable[[Mapping[str, Any], int], Any], budget: Budget,
                  *, objective: str, mode: str = "max", workers: int = 2, timing_seed: int = 0,
@@ -62,17 +72,17 @@ class Loop:
         self.hparams: dict[int, dict[str, Any]] = {}
         self.states: dict[int, dict[str, np.ndarray]] = {}
         self.steps: dict[int, int] = {}
-        self.scores: dict[int, float | None] = {}
-        self.busy: set[int] = set()
-        self.queue: list[Train] = []
-        self.events: list[tuple[float, int, Any]] = []
+        self.metrics: dict[int, dict[str, float] | None] = {}
+        self.segments: dict[int, _Segment] = {}
+        self.queue: list[int] = []  # members whose segment waits for a worker
+        self.events: list[tuple[float, int, int, Any, Any]] = []
         self.now = 0.0
         self.seq = 0
         self.free = workers
 
     def view(self) -> PopulationView:
         return PopulationView(tuple(
-            MemberView(m, dict(self.hparams[m]), self.steps[m], self.scores[m], m in self.busy,
+            MemberView(m, dict(self.hparams[m]), self.steps[m], self._score(m), m in self.segments,
                        m in self.record.failed)
             for m in sorted(self.hparams)
         ))
@@ -84,46 +94,36 @@ class Loop:
             self._dispatch()
             if not self.events:
                 break
-            self.now, _, _, outcome, state = heapq.heappop(self.events)
-            self.free += 1
+            self.now, _, member, outcome, state = heapq.heappop(self.events)
             if isinstance(outcome, str):
-                member = int(outcome.split(":")[0])
-                self.busy.discard(member)
+                self.free += 1
+                del self.segments[member]
                 self.record.failed.add(member)
                 self.strategy.on_failure(member, outcome)
-            else:
-                self._complete(outcome, state)
-                self.strategy.tell(outcome)
+            elif self._complete(member, outcome, state):
                 told += 1
                 if stop_after is not None and told >= stop_after:
                     return self.record
         assert self.strategy.is_finished(self.view())
-        assert not self.queue and not self.busy
+        assert not self.queue and not self.segments
         self.record.hparams = {m: dict(h) for m, h in self.hparams.items()}
         return self.record
 
     def crash(self, strategy: Strategy) -> None:
         """The driver died and was resumed with ``strategy`` (restored from its ``state_dict``).
 
-        As the runner does, segments in flight are trained again from the member's last told
-        state, in the order they were dispatched, and told to the restored strategy.
+        As the runner does, segments in flight continue from the member's last finished call and
+        are told to the restored strategy when they end.
         """
-        in_flight = [train for *_, train, _, _ in sorted(self.events)]
+        in_flight = [member for _, _, member, _, _ in sorted(self.events)]
         self.queue = in_flight + self.queue
         self.events.clear()
         self.free = self.workers
         self.strategy = strategy
 
-    def _complete(self, result: SegmentResult, state: dict[str, np.ndarray]) -> None:
-        member = result.member
-        self.busy.discard(member)
-        self.states[member] = state
-        self.steps[member] = result.end_step
-        self.scores[member] = result.score
-        for step, metrics in result.evaluations:
-            self.record.results.append((member, step, metrics, dict(result.hparams)))
-            self.record.steps_trained += self.budget.eval_every
-        self.record.final[member] = result.evaluations[-1][1]
+    def _score(self, member: int) -> float | None:
+        metrics = self.metrics[member]
+        return None if metrics is None else oriented_score(metrics[self.objective], self.mode)
 
     def _carry_out(self, decisions: list[Any]) -> None:
         self.record.batches.append(list(decisions))
@@ -134,53 +134,62 @@ class Loop:
                 assert member not in self.hparams, f"member {member} started twice"
                 self.hparams[member] = dict(decision.hparams)
                 self.states[member] = self.make(decision.hparams, member).get_state()
-                self.steps[member], self.scores[member] = 0, None
+                self.steps[member], self.metrics[member] = 0, None
             elif isinstance(decision, Exploit):
-                assert member not in self.busy, f"exploit into busy member {member}"
+                assert member not in self.segments, f"exploit into busy member {member}"
                 assert decision.donor not in self.record.failed, "a failed member donated"
-                assert decision.donor != member
+                assert decision.donor != member and self.metrics[decision.donor] is not None
                 self.record.exploits.append({
                     "member": member, "donor": decision.donor, "step": self.steps[member],
-                    "donor_step": self.steps[decision.donor], "member_score": self.scores[member],
-                    "donor_score": self.scores[decision.donor], "old": self.hparams[member],
+                    "donor_step": self.steps[decision.donor], "member_score": self._score(member),
+                    "donor_score": self._score(decision.donor), "old": self.hparams[member],
                     "new": dict(decision.hparams), "ops": dict(decision.ops),
                 })
                 self.states[member] = self.states[decision.donor]
                 self.hparams[member] = dict(decision.hparams)
-                self.scores[member] = self.scores[decision.donor]
             else:
                 assert isinstance(decision, Train)
-                assert member not in self.busy, f"Train for busy member {member}"
+                assert member not in self.segments, f"Train for busy member {member}"
                 assert member not in self.record.failed, f"Train for failed member {member}"
                 assert decision.steps > 0 and decision.steps % self.budget.eval_every == 0
                 assert self.steps[member] + decision.steps <= self.budget.steps, "over budget"
-                self.busy.add(member)
-                self.queue.append(decision)
+                start = self.steps[member]
+                self.segments[member] = _Segment(start, start + decision.steps, dict(self.hparams[member]))
+                self.queue.append(member)
 
     def _dispatch(self) -> None:
         while self.free and self.queue:
-            train = self.queue.pop(0)
             self.free -= 1
-            outcome, state = self._train(train)
-            duration = train.steps * (1.0 + self.jitter * self.timing.random())
-            self.seq += 1
-            heapq.heappush(self.events, (self.now + duration, self.seq, train, outcome, state))
+            self._call(self.queue.pop(0))
 
-    def _train(self, train: Train) -> tuple[SegmentResult | str, dict[str, np.ndarray] | None]:
-        """Run the segment now; its result (or error) is delivered at its simulated end."""
-        member = train.member
-        trainable = self.make(self.hparams[member], member)
+    def _call(self, member: int) -> None:
+        """Run the member's next ``eval_every`` steps now; the outcome lands after a random time."""
+        segment = self.segments[member]
+        trainable = self.make(segment.hparams, member)
         trainable.set_state(self.states[member])
-        start = self.steps[member]
-        evaluations = []
         try:
-            for _ in range(train.steps // self.budget.eval_every):
-                trainable.train(self.budget.eval_every)
-                evaluations.append((start + (len(evaluations) + 1) * self.budget.eval_every,
-                                    trainable.evaluate()))
+            trainable.train(self.budget.eval_every)
+            outcome, state = trainable.evaluate(), trainable.get_state()
         except Exception as exc:  # a failing trainable: the member is out
-            return f"{member}: {exc}", None
-        score = oriented_score(evaluations[-1][1][self.objective], self.mode)
-        result = SegmentResult(member, start, start + train.steps, dict(self.hparams[member]),
-                               tuple(evaluations), score)
-        return result, trainable.get_state()
+            outcome, state = f"{member}: {exc}", None
+        duration = self.budget.eval_every * (1.0 + self.jitter * self.timing.random())
+        self.seq += 1
+        heapq.heappush(self.events, (self.now + duration, self.seq, member, outcome, state))
+
+    def _complete(self, member: int, metrics: dict[str, float], state: dict[str, np.ndarray]) -> bool:
+        """A call finished: the view moves on; True when it ended the segment (and was told)."""
+        segment = self.segments[member]
+        self.states[member], self.metrics[member] = state, metrics
+        self.steps[member] += self.budget.eval_every
+        self.record.steps_trained += self.budget.eval_every
+        segment.evaluations.append((self.steps[member], metrics))
+        self.record.results.append((member, self.steps[member], metrics, dict(segment.hparams)))
+        if self.steps[member] < segment.end:
+            self._call(member)
+            return False
+        del self.segments[member]
+        self.free += 1
+        self.record.final[member] = metrics
+        self.strategy.tell(SegmentResult(member, segment.start, segment.end, dict(segment.hparams),
+                                         tuple(segment.evaluations), self._score(member)))
+        return True

@@ -4,9 +4,10 @@ Grid (no exploit, no explore) stays at Q ≤ 0.39; PBT reaches Q ≥ 1.19 for mo
 
 The two members are exact mirror images (θ0 and θ1 swap), so at equal steps their scores are
 exactly equal; ties never trigger an exploit, so PBT's first exploit needs one member to be
-ahead of the other when it is ready. That is asynchronous PBT on workers whose segment times
-vary; synchronous PBT keeps the pair tied at every boundary and trains it like grid (asserted
-below, so nobody is surprised by it).
+ahead of the other when it is ready. That is asynchronous PBT on workers whose call times vary,
+with evaluations (every 2 steps) finer than decisions (every 4), so a ready member usually sees
+the other a call ahead or behind. Synchronous PBT keeps the pair tied at every boundary and
+trains it like grid (asserted below, so nobody is surprised by it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from search.grid import GridStrategy
 from search.space import SearchSpace
 
 SPACE = SearchSpace.from_config({"h0": {"uniform": [0.0, 1.0]}, "h1": {"uniform": [0.0, 1.0]}})
-BUDGET = Budget(population=2, steps=200, eval_every=4)
+BUDGET = Budget(population=2, steps=200, eval_every=2)
 INITIAL = ({"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0})
 SEEDS = range(12)
 
@@ -34,7 +35,7 @@ def toy(hparams: Any, member: int) -> ToyQuadratic:
 
 
 def run(strategy: Any, seed: int) -> LoopRecord:
-    # segment times vary 1-3x, as on shared machines, so the members drift apart in time
+    # call times vary 1-3x, as on shared machines, so the members drift apart in time
     return Loop(strategy, toy, BUDGET, objective="Q", workers=2, timing_seed=seed, jitter=2.0).run()
 
 
@@ -59,8 +60,8 @@ def test_pbt_reaches_1_19_within_200_steps_for_most_seeds() -> None:
         assert record.exploits
         best.append(record.best("Q"))
     reached = sum(q >= 1.19 for q in best)
-    assert reached >= 8, best
-    assert min(best) > 1.1, best  # even the unlucky seeds are far above grid's 0.39
+    assert reached >= 9, best
+    assert min(best) > 1.15, best  # even the unlucky seeds are far above grid's 0.39
 
 
 def test_synchronous_pbt_keeps_the_mirror_pair_tied_and_never_exploits() -> None:
