@@ -238,15 +238,21 @@ class Runner:
 
     # -- dispatch ----------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        for worker in self.pool.poll():
-            queue = self.queues.setdefault(worker.id, [])
-            while len(queue) < self.max_inflight:
-                m = self._pick(worker.id)
-                if m is None:
-                    break
-                self._submit(m, worker)
+        """Fill the ready workers' queues level by level, so an idle worker gets work before a busy
+        one gets a second call."""
+        ready = self.pool.poll()
+        ready_ids = {w.id for w in ready}
+        for depth in range(self.max_inflight):
+            for worker in ready:
+                queue = self.queues.setdefault(worker.id, [])
+                if len(queue) == depth:
+                    m = self._pick(worker.id, ready_ids)
+                    if m is not None:
+                        self._submit(m, worker)
 
-    def _pick(self, worker_id: str) -> _Member | None:
+    def _pick(self, worker_id: str, ready_ids: set[str]) -> _Member | None:
+        """The member ``worker_id`` should train next: the one it is already training, then the ones it
+        ran last, then those whose worker is gone, then those whose worker is full."""
         best, best_rank = None, 4
         for _, m in sorted(self.members.items()):
             if m.segment is None or m.status != "running" or m.planned() >= m.segment.end:
@@ -255,10 +261,12 @@ class Runner:
                 rank = 0 if m.calls[-1].worker == worker_id else 4  # a member's calls stay on one worker
             elif m.last_worker == worker_id:
                 rank = 1
-            elif m.last_worker not in self.pool.workers or not self.queues.get(m.last_worker):
+            elif m.last_worker not in ready_ids:
                 rank = 2
-            else:
+            elif len(self.queues.get(m.last_worker, ())) >= self.max_inflight:
                 rank = 3
+            else:
+                rank = 4  # its own worker has room and will take it
             if rank < best_rank:
                 best, best_rank = m, rank
         return best

@@ -1,0 +1,45 @@
+"""Failures on real Ray: a worker process that dies mid-train, a trainable that raises."""
+
+from __future__ import annotations
+
+from trainables import toy_q, toy_raw
+
+from pbt.api import run
+from pbt.config import parse_config
+from search.store import load_run
+
+
+def test_worker_death_mid_train_is_recovered_from_the_last_state(ray_session, tmp_path):
+    marker = tmp_path / "died"
+    trainable = {"name": "trainables:SlowToy", "delay": 0.001, "die_once": str(marker), "die_at": 20}
+    config = parse_config(toy_raw(population=3, steps=40, eval_every=4, trainable=trainable), "test")
+    summary = run(config, strategy="random", seed=1, out=tmp_path / "run", workers=2)
+    assert marker.exists()  # a worker really called os._exit in the middle of train()
+    data = load_run(tmp_path / "run")
+    assert sorted(zip(data.results["member"], data.results["step"])) == [
+        (m, s) for m in range(3) for s in range(4, 41, 4)]
+    failures = data.events[data.events["kind"] == "failure"]
+    assert len(failures) >= 1 and all(d["recovered"] for d in failures["data"])
+    assert {"error", "worker", "node"} <= set(failures["data"].iloc[0])
+    assert set(data.members["status"]) == {"finished"}
+    # continued from its last state: no step was trained twice, and the maths is unbroken
+    assert summary["budget_steps"] == 3 * 40
+    for row in data.results.to_dict("records"):
+        assert row["objective"] == toy_q({"h0": row["hp.h0"], "h1": row["hp.h1"]}, row["step"])
+
+
+def test_a_trainable_that_raises_is_a_failed_member_and_the_search_goes_on(ray_session, tmp_path):
+    trainable = {"name": "trainables:SlowToy", "raise_h0": 0.5}
+    initial = [{"h0": 1.0, "h1": 0.0}, {"h0": 0.5, "h1": 0.5}, {"h0": 0.0, "h1": 1.0}]
+    config = parse_config(toy_raw(population=3, steps=20, eval_every=4, trainable=trainable, initial=initial),
+                          "test")
+    summary = run(config, strategy="random", seed=1, out=tmp_path / "run", workers=2)
+    data = load_run(tmp_path / "run")
+    members = data.members.set_index("member")
+    assert list(members["status"]) == ["finished", "failed", "finished"]
+    assert members.loc[1, "error"] == "ValueError: diverged at step 0"
+    failure = data.events[data.events["kind"] == "failure"]
+    assert list(failure["member"]) == [1] and failure["data"].iloc[0]["recovered"] is False
+    assert sorted(set(data.results["member"])) == [0, 2] and len(data.results) == 2 * 5
+    assert summary["failed_members"] == [1] and summary["best"]["member"] in (0, 2)
+    assert summary["budget_steps"] == 2 * 20
