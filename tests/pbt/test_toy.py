@@ -12,12 +12,16 @@ trains it like grid (asserted below, so nobody is surprised by it).
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pbt_loop import Loop, LoopRecord
 
 from models import ToyQuadratic
+from pbt.api import run as api_run
+from pbt.config import parse_config
 from pbt.settings import PBTSettings
 from pbt.strategy import PBTStrategy
 from search.budget import Budget
@@ -28,6 +32,7 @@ SPACE = SearchSpace.from_config({"h0": {"uniform": [0.0, 1.0]}, "h1": {"uniform"
 BUDGET = Budget(population=2, steps=200, eval_every=2)
 INITIAL = ({"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0})
 SEEDS = range(12)
+TOY = Path(__file__).resolve().parents[2] / "examples" / "toy.toml"
 
 
 def toy(hparams: Any, member: int) -> ToyQuadratic:
@@ -69,3 +74,28 @@ def test_synchronous_pbt_keeps_the_mirror_pair_tied_and_never_exploits() -> None
     assert record.exploits == []
     q = {m: metrics["Q"] for m, metrics in record.final.items()}
     assert q[0] == q[1] <= 0.39
+
+
+# -- end to end, through pbt.api.run on the real runner ------------------------------------------
+
+def toy_config() -> Any:
+    raw = tomllib.loads(TOY.read_text())
+    # asynchronous, evaluations finer than decisions (see the module docstring)
+    raw["budget"]["eval_every"] = 2
+    raw["pbt"].update(interval=4, resample_probability=0.5, synchronous=False)
+    return parse_config(raw, source=str(TOY))
+
+
+def test_end_to_end_grid_stays_low_and_pbt_climbs(ray_session, tmp_path: Path) -> None:
+    config = toy_config()
+    grid = api_run(config, strategy="grid", seed=0, out=tmp_path / "grid", workers=2)
+    assert grid["best"]["objective"] <= 0.39 and grid["exploits"] == 0
+    best = []
+    for seed in range(5):
+        summary = api_run(config, strategy="pbt", seed=seed, out=tmp_path / f"pbt{seed}", workers=2)
+        assert summary["budget_steps"] == BUDGET.total_steps
+        best.append(summary["best"]["objective"])
+    # real workers' timing decides when the mirror pair first differs, so a seed does not fix
+    # the outcome here; on this machine 14 of 20 seeds reached 1.19 and 3 of 20 never exploited
+    assert max(best) >= 1.19, best
+    assert sum(q > 0.39 for q in best) >= 2, best
