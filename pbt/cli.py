@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from models.errors import ConfigError, PBTError
 from pbt.config import load_config
-from pbt.strategies import STRATEGIES
+from pbt.strategies import COMPARED, STRATEGIES, parse_strategies
 
 # Every subcommand of DESIGN §6, in the order ``--help`` lists them.
 SUBCOMMANDS = {
@@ -56,9 +56,10 @@ _non_negative_int.__name__ = "integer >= 0"  # argparse names the type in "inval
 _positive_int.__name__ = "integer >= 1"
 
 
-def default_out(config_path: Path, strategy: str, seed: int) -> Path:
-    """``runs/<config stem>-<strategy>-seed<N>-<YYYYmmdd-HHMMSS>``."""
-    return Path("runs") / f"{config_path.stem}-{strategy}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_out(config_path: Path, strategy: str, seed: int | None) -> Path:
+    """``runs/<config stem>-<strategy>[-seed<N>]-<YYYYmmdd-HHMMSS>``."""
+    seed_part = "" if seed is None else f"-seed{seed}"
+    return Path("runs") / f"{config_path.stem}-{strategy}{seed_part}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def check_out(out: Path) -> None:
@@ -101,25 +102,149 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_run,)
+def _add_compare(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("compare", help=SUBCOMMANDS["compare"], description=SUBCOMMANDS["compare"])
+    parser.add_argument("config", type=Path, help="the TOML config (DESIGN §6)")
+    parser.add_argument("--strategies", default=COMPARED, help=f"default: {COMPARED}")
+    parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 per strategy (default 3)")
+    parser.add_argument("--target", type=float, help="objective level for steps-to-target (default: median best)")
+    parser.add_argument("--out", type=Path, help="output directory (default runs/<config>-compare-<time>)")
+    parser.add_argument("--address", help="an existing Ray cluster: 'auto' or 'ray://host:port' (default: local Ray)")
+    parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    strategies = parse_strategies(args.strategies)
+    out = args.out if args.out is not None else default_out(args.config, "compare", None)
+    check_out(out)
+
+    from pbt import api
+    from pbt.compare import compare, format_summary
+    from pbt.terminal import ProgressDisplay
+    from workers.cluster import connect
+
+    started = connect(args.address)  # one Ray for every run
+    out.mkdir(parents=True, exist_ok=True)
+    runs = len(strategies) * args.seeds
+
+    def run_one(strategy: str, seed: int, run_dir: Path) -> dict:
+        display = ProgressDisplay(sys.stderr, config.objective, quiet=args.quiet)
+        try:
+            return api.run(config, strategy=strategy, seed=seed, out=run_dir,
+                           address=args.address, workers=args.workers, on_progress=display)
+        finally:
+            display.close()
+
+    def announce(strategy: str, seed: int) -> None:
+        if not args.quiet:
+            done = seed * len(strategies) + strategies.index(strategy)
+            print(f"[{done + 1}/{runs}] {strategy}, seed {seed}", file=sys.stderr)
+
+    try:
+        table, summary = compare(strategies=strategies, seeds=args.seeds, out=out, run_one=run_one,
+                                 target=args.target, on_run=announce)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    columns = ["strategy", "seed", "best_objective", *[c for c in table.columns if c.startswith("test_")],
+               "steps_to_target", "wall_seconds"]
+    print(table[columns].to_string(index=False))
+    print(f"\n{config.objective} ({config.mode}), mean ± std over {args.seeds} seed(s); "
+          f"target {table['target'].iloc[0]:.4g}:")
+    print(format_summary(summary))
+    print(f"\ntable: {out / 'comparison.csv'}\nfigure: {out / 'comparison.png'}")
+    return 0
+
+
+def _add_resume(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("resume", help=SUBCOMMANDS["resume"], description=SUBCOMMANDS["resume"])
+    parser.add_argument("run_dir", type=Path, help="a run directory written by pbt run")
+    parser.add_argument("--address", help="an existing Ray cluster: 'auto' or 'ray://host:port' (default: local Ray)")
+    parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.set_defaults(handler=_resume)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from pbt import api
+    from pbt.terminal import ProgressDisplay, results_table
+    from search.store import load_run
+
+    objective = load_run(args.run_dir).info["objective"]
+    display = ProgressDisplay(sys.stderr, objective, quiet=args.quiet)
+    try:
+        api.resume(args.run_dir, address=args.address, workers=args.workers, on_progress=display)
+    finally:
+        display.close()
+    print(results_table(load_run(args.run_dir)))
+    print(f"\nrun directory: {args.run_dir}")
+    return 0
+
+
+def _add_replay(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("replay", help=SUBCOMMANDS["replay"], description=SUBCOMMANDS["replay"])
+    parser.add_argument("run_dir", type=Path, help="a finished run directory")
+    parser.add_argument("--seed", type=_non_negative_int, help="the fresh member's seed (default: from the run's)")
+    parser.set_defaults(handler=_replay)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from pbt.replay import format_replay, replay
+
+    print(format_replay(replay(args.run_dir, seed=args.seed)))
+    return 0
+
+
+def _add_report(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help=SUBCOMMANDS["report"], description=SUBCOMMANDS["report"])
+    parser.add_argument("run_dir", type=Path, help="a run directory")
+    parser.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from dashboards import write_report
+
+    print(write_report(args.run_dir))
+    return 0
+
+
+def _add_dashboard(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("dashboard", help=SUBCOMMANDS["dashboard"], description=SUBCOMMANDS["dashboard"])
+    parser.add_argument("dirs", nargs="*", type=Path, default=[Path("runs")],
+                        help="run directories, or folders of runs (default: runs)")
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
+    parser.add_argument("--port", type=_non_negative_int, default=8266, help="default 8266; 0 picks a free port")
+    parser.set_defaults(handler=_dashboard)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from dashboards import serve
+
+    serve(args.dirs, host=args.host, port=args.port)
+    return 0
+
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_run, _add_compare, _add_resume, _add_replay, _add_report, _add_dashboard,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``pbt`` parser with every available subcommand; ``--help`` lists the planned ones too."""
+    """The ``pbt`` parser with every subcommand of ``COMMANDS``."""
     parser = _Parser(
         prog="pbt",
         description="Population-based hyperparameter search (PBT, grid, random) on Ray.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=30),
     )
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(subparsers)
-    planned = [name for name in SUBCOMMANDS if name not in subparsers.choices]
-    if planned:
-        parser.epilog = "not available yet (DESIGN §6):\n" + "\n".join(
-            f"  {name:<12}{SUBCOMMANDS[name]}" for name in planned
-        )
     return parser
 
 

@@ -12,6 +12,18 @@ from search.random import RandomStrategy
 from search.strategy import Strategy
 
 STRATEGIES = ("pbt", "grid", "random")
+COMPARED = "grid,random,pbt"  # what ``pbt compare`` runs by default, in this order
+
+
+def parse_strategies(text: str) -> tuple[str, ...]:
+    """``"grid,random,pbt"`` → the named strategies, each known and listed once."""
+    names = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in names if name not in STRATEGIES]
+    if unknown:
+        raise ConfigError(f"--strategies: unknown strategy {unknown[0]!r}; use a comma-separated subset of {COMPARED}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--strategies: each strategy once, got {text!r}")
+    return names
 
 
 def make_strategy(name: str, config: RunConfig, rng: np.random.Generator) -> Strategy:

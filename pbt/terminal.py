@@ -66,6 +66,7 @@ class ProgressDisplay:
         self._last_time = -math.inf
         self._width = 0
         self._pending: str | None = None
+        self._shown: str | None = None
 
     def __call__(self, progress: Progress) -> None:
         if self.quiet:
@@ -75,9 +76,11 @@ class ProgressDisplay:
         if self.tty:
             self.stream.write("\r" + line.ljust(self._width))
             self._width = len(line)
+        elif line == self._shown:
+            return
         elif now - self._last_time >= self.every or progress.steps_done >= progress.budget_steps:
             self.stream.write(line + "\n")
-            self._last_time, self._pending = now, None
+            self._last_time, self._pending, self._shown = now, None, line
         else:
             self._pending = line
             return

@@ -1,0 +1,121 @@
+"""``pbt compare``: every strategy for every seed at the same budget, then one table and one figure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dashboards.figures import best_so_far, comparison_figure
+from search.store import RunData, load_run
+
+def steps_to_target(run: RunData, target: float) -> float:
+    """Optimizer steps the whole population had executed when any member first reached ``target``.
+
+    NaN when the run never reached it. Steps count as in ``dashboards.figures.best_so_far``.
+    """
+    steps, best = best_so_far(run)
+    with np.errstate(invalid="ignore"):
+        reached = best >= target if run.info["mode"] == "max" else best <= target
+    return float(steps[np.argmax(reached)]) if reached.any() else math.nan
+
+
+def comparison_row(run: RunData, summary: dict) -> dict:
+    """One row of ``comparison.csv`` for a finished run."""
+    best = summary["best"]
+    row = {
+        "strategy": summary["strategy"],
+        "seed": summary["seed"],
+        "best_member": best["member"],
+        "best_objective": best["objective"],
+    }
+    row.update(sorted(best["test"].items()))
+    row.update(
+        budget_steps=summary["budget_steps"],
+        wall_seconds=summary["wall_seconds"],
+        exploits=summary["exploits"],
+        run_dir=str(run.run_dir),
+    )
+    return row
+
+
+def default_target(table: pd.DataFrame) -> float:
+    """The median of the runs' best objectives: a level some runs reach and some do not."""
+    return float(table["best_objective"].median())
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: mean and standard deviation of the outcomes, and how many runs reached the target."""
+    outcomes = ["best_objective", *[c for c in table.columns if c.startswith("test_")],
+                "steps_to_target", "wall_seconds"]
+    grouped = table.groupby("strategy", sort=False)
+    summary = grouped[outcomes].agg(["mean", "std"])
+    summary[("reached_target", "count")] = grouped["steps_to_target"].count()
+    summary[("runs", "count")] = grouped.size()
+    return summary
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """``mean ± std`` cells, one row per strategy."""
+    columns: dict[str, list[str]] = {}
+    for name in dict.fromkeys(col for col, _ in summary.columns):
+        if (name, "mean") in summary.columns:
+            mean, std = summary[(name, "mean")], summary[(name, "std")].fillna(0.0)
+            columns[name] = [
+                "never" if math.isnan(m) else f"{m:.4g} ± {s:.2g}" for m, s in zip(mean, std)
+            ]
+        else:
+            columns[name] = [str(int(v)) for v in summary[(name, "count")]]
+    return pd.DataFrame(columns, index=summary.index).to_string()
+
+
+RunOne = Callable[[str, int, Path], dict]
+
+
+def compare(
+    *,
+    strategies: Sequence[str],
+    seeds: int,
+    out: Path,
+    run_one: RunOne,
+    target: float | None = None,
+    on_run: Callable[[str, int], None] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run each strategy for seeds ``0 .. seeds-1`` through ``run_one(strategy, seed, run_dir)``.
+
+    Writes ``comparison.csv``, ``comparison_summary.csv`` and ``comparison.png`` into ``out`` and returns
+    ``(table, summary)``. ``run_one`` runs one search from one config, so every run has the same
+    budget, and on the same workers.
+    """
+    rows, runs = [], []
+    for seed in range(seeds):
+        for strategy in strategies:
+            if on_run is not None:
+                on_run(strategy, seed)
+            run_dir = out / f"{strategy}-seed{seed}"
+            summary = run_one(strategy, seed, run_dir)
+            run = load_run(run_dir)
+            runs.append(run)
+            rows.append(comparison_row(run, summary))
+    table = pd.DataFrame(rows)
+    target = default_target(table) if target is None else target
+    table.insert(table.columns.get_loc("budget_steps") + 1, "target", target)
+    table.insert(
+        table.columns.get_loc("target") + 1,
+        "steps_to_target",
+        [steps_to_target(run, target) for run in runs],
+    )
+    table = table.sort_values(["strategy", "seed"], key=_strategy_order(strategies), kind="stable")
+    summary = summarize(table)
+    table.to_csv(out / "comparison.csv", index=False)
+    summary.to_csv(out / "comparison_summary.csv")
+    comparison_figure(table, runs).savefig(out / "comparison.png", dpi=110)
+    return table, summary
+
+
+def _strategy_order(strategies: Sequence[str]) -> Callable[[pd.Series], pd.Series]:
+    rank = {name: i for i, name in enumerate(strategies)}
+    return lambda column: column.map(rank) if column.name == "strategy" else column
