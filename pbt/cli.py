@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pbt",
         description="Population-based hyperparameter search (PBT, grid, random) on Ray.",
-        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=30),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
