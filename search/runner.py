@@ -537,9 +537,7 @@ class Runner:
         summary: dict[str, Any] = {
             "strategy": self.strategy.name, "seed": self.seed, "population": self.budget.population,
             "steps_per_member": self.budget.steps, "budget_steps": self.budget_steps,
-            "wall_seconds": self._clock(), "train_seconds": self.train_seconds,
-            "train_calls": self.train_calls, "workers": len(self.pool.workers),
-            "exploits": self.exploits, "objective": self.objective, "mode": self.mode,
+            "wall_seconds": self._clock(), "train_seconds": self.train_seconds, "exploits": self.exploits, "objective": self.objective, "mode": self.mode,
             "failed_members": sorted(m.member for m in self.members.values() if m.status == "failed"),
             "best": None,
         }
