@@ -38,7 +38,7 @@ from workers.pool import PoolWorker, WorkerPool
 MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not retried forever
 PROGRESS_EVERY_S = 0.25
 NO_WORKER_TIMEOUT_S = 120.0
-CALL_TARGET_S = 0.25  # a call trains this long when its segment allows: Ray's per-call cost (~1-3 ms) stays small
+CALL_TARGET_S = 0.2  # a call trains this long when its segment allows: Ray's per-call cost (~1-3 ms) stays small
 
 
 def strategy_rng(seed: int) -> np.random.Generator:
@@ -89,7 +89,6 @@ class _Member:
     calls: deque[_Call] = field(default_factory=deque)
     last_worker: str | None = None
     deaths: int = 0
-    seconds_per_step: float | None = None  # measured; sizes the calls
 
     def planned(self) -> int:
         return self.calls[-1].start + self.calls[-1].steps if self.calls else self.step
@@ -115,6 +114,9 @@ class Runner:
         self.max_inflight = max_inflight
         self.members: dict[int, _Member] = {}
         self.queues: dict[str, list[_Call]] = {}
+        self._seconds_per_step: float | None = None
+        self._holds: dict[str, int] = {}  # worker -> the state version it will hold after its queue
+        self._here = ray.get_runtime_context().get_node_id()
         self.writer = CheckpointWriter(store.run_dir / CHECKPOINTS_DIR)
         self.budget_steps = 0
         self.train_seconds = 0.0
@@ -246,13 +248,14 @@ class Runner:
             for worker in ready:
                 queue = self.queues.setdefault(worker.id, [])
                 if len(queue) == depth:
-                    m = self._pick(worker.id, ready_ids)
+                    m = self._pick(worker.id, ready_ids, idle=depth == 0)
                     if m is not None:
                         self._submit(m, worker)
 
-    def _pick(self, worker_id: str, ready_ids: set[str]) -> _Member | None:
+    def _pick(self, worker_id: str, ready_ids: set[str], idle: bool) -> _Member | None:
         """The member ``worker_id`` should train next: the one it is already training, then the ones it
-        ran last, then those whose worker is gone, then those whose worker is full."""
+        ran last, then those whose worker is gone, then (if ``worker_id`` is idle, or their worker is
+        full) those of other workers."""
         best, best_rank = None, 4
         for _, m in sorted(self.members.items()):
             if m.segment is None or m.status != "running" or m.planned() >= m.segment.end:
@@ -263,7 +266,7 @@ class Runner:
                 rank = 1
             elif m.last_worker not in ready_ids:
                 rank = 2
-            elif len(self.queues.get(m.last_worker, ())) >= self.max_inflight:
+            elif idle or len(self.queues.get(m.last_worker, ())) >= self.max_inflight:
                 rank = 3
             else:
                 rank = 4  # its own worker has room and will take it
@@ -277,23 +280,26 @@ class Runner:
             source, version_in, start = m.calls[-1].state, m.calls[-1].version, m.planned()
         else:
             source, version_in, start = m.ref, m.version, m.step
-        steps = min(self._call_steps(m), m.segment.end - start)
+        steps = min(self._call_steps(), m.segment.end - start)
         version = self._next_version
         self._next_version += 1
+        # nested when the worker will hold that version (no fetch); else Ray resolves it before the call
+        arg = [source] if source is None or self._holds.get(worker.id) == version_in else source
         report, state = worker.handle.run.remote(
-            m.member, m.seed, m.segment.hparams, [source], version_in, version, steps, self.budget.eval_every)
+            m.member, m.seed, m.segment.hparams, arg, version_in, version, steps, self.budget.eval_every)
         call = _Call(m.member, worker.id, start, steps, version, report, state)
         m.calls.append(call)
         self.queues[worker.id].append(call)
+        self._holds[worker.id] = version
 
-    def _call_steps(self, m: _Member) -> int:
+    def _call_steps(self) -> int:
         """Steps per call: whole evaluation periods, about ``CALL_TARGET_S`` of training. (Results do
         not depend on it: a worker evaluates every ``eval_every`` steps inside a call, and states
         round-trip exactly between calls.)"""
         every = self.budget.eval_every
-        if m.seconds_per_step is None:
+        if self._seconds_per_step is None:
             return every
-        return every * max(1, int(CALL_TARGET_S / max(m.seconds_per_step * every, 1e-9)))
+        return every * max(1, int(CALL_TARGET_S / max(self._seconds_per_step * every, 1e-9)))
 
     # -- results -----------------------------------------------------------------------------
     def _collect(self, timeout: float) -> bool:
@@ -313,6 +319,9 @@ class Runner:
                     continue
                 try:
                     report = ray.get(call.report)
+                except ray.exceptions.ObjectLostError as exc:  # its input state was lost with a node
+                    self._call_failed(call, exc)
+                    continue
                 except ray.exceptions.RayTaskError as exc:
                     self._call_failed(call, exc)
                     continue
@@ -323,6 +332,10 @@ class Runner:
         return True
 
     def _complete(self, call: _Call, report: Report) -> None:
+        with self.store.batch():
+            self._complete_call(call, report)
+
+    def _complete_call(self, call: _Call, report: Report) -> None:
         m = self.members[call.member]
         assert m.calls and m.calls[0] is call and m.segment is not None
         m.calls.popleft()
@@ -340,8 +353,9 @@ class Runner:
         m.metrics = dict(report.evaluations[-1][1])
         m.ref, m.version, m.origin, m.node = call.state, call.version, m.member, report.node
         m.last_worker = report.worker
-        m.seconds_per_step = report.train_seconds / call.steps
-        self.writer.track(call.version, call.state)
+        self._seconds_per_step = report.train_seconds / call.steps  # the latest call's pace sizes the next
+        if report.node != self._here:  # a copy on the driver's node outlives the node that made it
+            self.writer.track(call.version, call.state)
         self.budget_steps += call.steps
         self.train_seconds += report.train_seconds
         self.train_calls += 1
@@ -355,11 +369,13 @@ class Runner:
                 self._event("finish", m.member, m.step, {"objective": self._objective_of(m.metrics)})
         self._put_member(m)
 
-    def _call_failed(self, call: _Call, exc: ray.exceptions.RayTaskError) -> None:
+    def _call_failed(self, call: _Call, exc: ray.exceptions.RayError) -> None:
         m = self.members[call.member]
-        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+        cause = getattr(exc, "cause", None)
+        cause = cause if isinstance(cause, BaseException) else exc
         worker = self.pool.workers.get(call.worker)
-        if isinstance(cause, StateUnavailable) and self._recover_state(m):
+        lost = isinstance(cause, (StateUnavailable, ray.exceptions.ObjectLostError))
+        if lost and self._recover_state(m):
             self._event("failure", m.member, m.step, {"error": _one_line(cause), "worker": call.worker,
                                                       "node": worker and worker.node, "recovered": True})
             self._drop_calls(m)
@@ -511,7 +527,6 @@ class Runner:
             return
         self.strategy.load_state_dict(state["strategy"])
         directory = self.store.run_dir / CHECKPOINTS_DIR
-        here = ray.get_runtime_context().get_node_id()
         refs: dict[int, ray.ObjectRef] = {}
         for key, s in state["members"].items():
             m = _Member(int(key), member_seed(self.seed, int(key)), dict(s["hparams"]), s["status"], s["error"],
@@ -520,7 +535,7 @@ class Runner:
             if m.version is not None:
                 if m.version not in refs:
                     refs[m.version] = ray.put(load_checkpoint(directory / s["file"]))
-                m.ref, m.node = refs[m.version], here
+                m.ref, m.node = refs[m.version], self._here
             if s["segment"] is not None:
                 seg = s["segment"]
                 m.segment = _Segment(seg["start"], seg["end"], dict(seg["hparams"]),

@@ -24,7 +24,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,7 @@ class RunStore:
     def __init__(self, run_dir: Path, conn: sqlite3.Connection) -> None:
         self.run_dir = run_dir
         self._conn = conn
+        self._depth = 0
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -134,14 +135,29 @@ class RunStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """THE transaction helper: every write to the store happens inside one of these."""
+        """THE transaction helper: every write to the store happens inside one of these. Nested
+        uses (see ``batch``) join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._conn
+            finally:
+                self._depth -= 1
+            return
         self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self._conn
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
+        finally:
+            self._depth = 0
         self._conn.execute("COMMIT")
+
+    def batch(self) -> AbstractContextManager[sqlite3.Connection]:
+        """Group several writes into one transaction: ``with store.batch(): ...``."""
+        return self._write()
 
     # -- reads the driver needs --------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -47,14 +47,15 @@ class Report:
 
 @ray.remote(max_restarts=0, max_task_retries=0)
 class Worker:
-    """Hosts one trainable; keeps the one it ran last, keyed by (member, state version)."""
+    """Hosts one trainable; keeps the one it ran last, keyed by its state version (versions are unique
+    in a run, and an exploit shares the donor's version, so a receiver can continue in place)."""
 
     def __init__(self, worker_id: str, spec: TrainableSpec) -> None:
         self.worker_id = worker_id
         self.spec = spec
         self.node = ray.get_runtime_context().get_node_id()
         self.trainable: Any = None
-        self.held: tuple[int, int] | None = None  # (member, version) the trainable holds now
+        self.held: int | None = None  # the state version the trainable holds now
         self.hparams: dict[str, Any] | None = None
 
     def where(self) -> tuple[str, str]:
@@ -67,22 +68,24 @@ class Worker:
 
     @ray.method(num_returns=2)
     def run(
-        self, member: int, seed: int, hparams: Mapping[str, Any], source: list, version_in: int | None,
-        version_out: int, steps: int, eval_every: int,
+        self, member: int, seed: int, hparams: Mapping[str, Any], source: list | Mapping[str, Any],
+        version_in: int | None, version_out: int, steps: int, eval_every: int,
     ) -> tuple[Report, dict]:
-        """Advance ``member`` by ``steps`` from state ``source[0]`` (version ``version_in``; ``None``:
-        a fresh trainable), evaluating every ``eval_every`` steps; returns ``(report, state)``."""
+        """Advance ``member`` by ``steps`` from state version ``version_in`` (``None``: a fresh
+        trainable), evaluating every ``eval_every`` steps; returns ``(report, state)``.
+
+        ``source`` is ``[state ref]``, nested so that Ray does not fetch it: the worker fetches it only
+        if it does not hold ``version_in`` already; or the state itself, when the runner knew a
+        reload was due and let Ray resolve the reference before the call started.
+        """
         started = time.time()
         self.held, held = None, self.held
-        reloaded = held != (member, version_in) or version_in is None
+        reloaded = held != version_in or version_in is None
         if version_in is None:
             self.trainable = self.spec.cls(dict(hparams), seed, **self.spec.settings)
             self.hparams = dict(hparams)
         elif reloaded:
-            try:
-                state = ray.get(source[0])
-            except Exception as exc:  # lost with its node: the driver falls back to its own copy
-                raise StateUnavailable(f"state of member {member} v{version_in}: {exc}") from None
+            state = source if not isinstance(source, list) else self._fetch(source[0], member, version_in)
             if self.trainable is None:
                 self.trainable = self.spec.cls(dict(hparams), seed, **self.spec.settings)
             self.trainable.set_state(state)
@@ -99,7 +102,14 @@ class Worker:
             metrics = {k: float(v) for k, v in self.trainable.evaluate().items()}
             evaluations.append((done, metrics, seconds))
         state = self.trainable.get_state()
-        self.held = (member, version_out)
+        self.held = version_out
         report = Report(member, version_out, tuple(evaluations), total, self.worker_id, self.node,
                         started, time.time(), reloaded)
         return report, state
+
+    @staticmethod
+    def _fetch(ref: ray.ObjectRef, member: int, version: int) -> Mapping[str, Any]:
+        try:
+            return ray.get(ref)
+        except Exception as exc:  # lost with its node: the driver falls back to its own copy
+            raise StateUnavailable(f"state of member {member} v{version}: {exc}") from None

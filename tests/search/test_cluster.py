@@ -23,8 +23,8 @@ def two_more_nodes(ray_cluster):
     ray_cluster.wait_for_nodes()
 
 
-def _slow_config(population: int, steps: int = 40):
-    trainable = {"name": "trainables:SlowToy", "delay": 0.004}
+def _slow_config(population: int, steps: int = 40, delay: float = 0.004):
+    trainable = {"name": "trainables:SlowToy", "delay": delay}
     return parse_config(toy_raw(population=population, steps=steps, eval_every=4, trainable=trainable), "test")
 
 
@@ -48,7 +48,7 @@ def test_a_node_removed_mid_run_is_recovered(two_more_nodes, tmp_path):
             removed.append(victim.node_id)
             cluster.remove_node(victim, allow_graceful=False)
 
-    summary = run(_slow_config(population=6, steps=60), strategy="random", seed=4, out=tmp_path / "run",
+    summary = run(_slow_config(population=6, steps=60, delay=0.02), strategy="random", seed=4, out=tmp_path / "run",
                   on_progress=remove_when_running)
     data = load_run(tmp_path / "run")
     assert removed
