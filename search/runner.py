@@ -254,8 +254,8 @@ class Runner:
 
     def _pick(self, worker_id: str, ready_ids: set[str], idle: bool) -> _Member | None:
         """The member ``worker_id`` should train next: the one it is already training, then the ones it
-        ran last, then those whose worker is gone, then (if ``worker_id`` is idle, or their worker is
-        full) those of other workers."""
+        ran last, then those whose worker is gone, then those of busy workers (if ``worker_id`` is
+        idle, or their worker is full)."""
         best, best_rank = None, 4
         for _, m in sorted(self.members.items()):
             if m.segment is None or m.status != "running" or m.planned() >= m.segment.end:
@@ -266,10 +266,10 @@ class Runner:
                 rank = 1
             elif m.last_worker not in ready_ids:
                 rank = 2
-            elif idle or len(self.queues.get(m.last_worker, ())) >= self.max_inflight:
+            elif (queued := len(self.queues.get(m.last_worker, ()))) and (idle or queued >= self.max_inflight):
                 rank = 3
             else:
-                rank = 4  # its own worker has room and will take it
+                rank = 4  # its own worker is idle, or has room and no more need: it takes it
             if rank < best_rank:
                 best, best_rank = m, rank
         return best
@@ -342,11 +342,11 @@ class Runner:
         hparams = dict(m.segment.hparams)
         now = self._clock()
         rows = []
-        for offset, metrics, seconds in report.evaluations:
+        for offset, metrics, seconds, at in report.evaluations:
             step = call.start + offset
             rows.append({"member": m.member, "step": step, "objective": self._objective_of(metrics),
-                         "metrics": metrics, "hparams": hparams, "worker": report.worker,
-                         "node": report.node, "wall_time": now, "train_seconds": seconds})
+                         "metrics": metrics, "hparams": hparams, "worker": report.worker, "node": report.node,
+                         "wall_time": max(0.0, now - (report.finished_at - at)), "train_seconds": seconds})
             m.segment.evaluations.append((step, metrics))
         self.store.add_results(rows)
         m.step = call.start + call.steps

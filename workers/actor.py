@@ -32,11 +32,12 @@ class TrainableSpec:
 @dataclass(frozen=True)
 class Report:
     """One call's outcome: evaluations as ``(steps since the call started, metrics, train seconds
-    since the previous evaluation)``, and where and when it ran (``time.time()`` on the worker)."""
+    since the previous evaluation, time.time() of the evaluation)``, and where and when it ran
+    (``time.time()`` on the worker)."""
 
     member: int
     version: int
-    evaluations: tuple[tuple[int, dict[str, float], float], ...]
+    evaluations: tuple[tuple[int, dict[str, float], float, float], ...]
     train_seconds: float
     worker: str
     node: str
@@ -100,7 +101,7 @@ class Worker:
             seconds = time.perf_counter() - t0
             total += seconds
             metrics = {k: float(v) for k, v in self.trainable.evaluate().items()}
-            evaluations.append((done, metrics, seconds))
+            evaluations.append((done, metrics, seconds, time.time()))
         state = self.trainable.get_state()
         self.held = version_out
         report = Report(member, version_out, tuple(evaluations), total, self.worker_id, self.node,

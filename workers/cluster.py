@@ -33,14 +33,14 @@ def connect(address: str | None = None, *, extra_modules: tuple[ModuleType, ...]
     only. ``"auto"`` or ``"ray://host:port"`` (or ``host:port``): an existing cluster, with the
     project's packages shipped through Ray's runtime environment (``py_modules``).
     """
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise ConfigError(f"address: must be 'auto', 'ray://host:port' or 'host:port', got {address!r}")
     if ray.is_initialized():
         return False
     _loopback_only()
     if address is None:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
         return True
-    if not isinstance(address, str) or not address.strip():
-        raise ConfigError(f"address: must be 'auto', 'ray://host:port' or 'host:port', got {address!r}")
     try:
         ray.init(address=address, runtime_env=runtime_env(extra_modules), log_to_driver=False,
                  configure_logging=False)

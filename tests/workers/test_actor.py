@@ -9,6 +9,7 @@ import ray
 from models import ToyQuadratic
 from models.errors import ConfigError
 from workers import TrainableSpec, Worker, WorkerPool
+from workers.cluster import connect, runtime_env
 
 H = {"h0": 1.0, "h1": 0.5}
 SPEC = TrainableSpec(ToyQuadratic, {"lr": 0.01})
@@ -28,7 +29,8 @@ def _expected_theta(steps, hparams=H):
 def test_state_is_a_driver_owned_ref_that_outlives_its_worker(ray_session):
     first = Worker.remote("a", SPEC)
     report, state = _call(first, None, 0)
-    assert [step for step, _, _ in report.evaluations] == [4, 8] and report.worker == "a"
+    assert [e[0] for e in report.evaluations] == [4, 8] and report.worker == "a"
+    assert report.started_at <= report.evaluations[0][3] <= report.evaluations[1][3] <= report.finished_at
     ray.kill(first, no_restart=True)
     # the state survives the worker that made it, and another worker continues from it exactly
     second = Worker.remote("b", SPEC)
@@ -86,3 +88,16 @@ def test_pool_sizes_to_the_cluster_and_replaces_workers(ray_session):
         crowded.shutdown()
     with pytest.raises(ConfigError, match="workers: must be an integer >= 1, got 0"):
         WorkerPool(SPEC, size=0)
+
+
+def test_connect_reuses_the_running_ray_and_ships_the_project(ray_session):
+    import models
+    import pbt
+    import search
+    import workers
+
+    assert connect(None) is False and connect("auto") is False  # already a driver: nothing started
+    with pytest.raises(ConfigError, match="address: must be"):
+        connect("  ")
+    assert runtime_env()["py_modules"] == [models, workers, search, pbt]
+    assert all(n["NodeManagerAddress"] == "127.0.0.1" for n in ray.nodes() if n["Alive"])
