@@ -38,8 +38,8 @@ def connect(address: str | None = None, *, extra_modules: tuple[ModuleType, ...]
     if ray.is_initialized():
         return False
     _loopback_only()
-    if address is None:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if address is None:  # "local": a new instance, never another process's cluster found on this machine
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
         return True
     try:
         ray.init(address=address, runtime_env=runtime_env(extra_modules), log_to_driver=False,
