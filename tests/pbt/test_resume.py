@@ -113,3 +113,21 @@ def test_synchronous_pbt_gives_the_same_summary_for_any_number_of_workers(ray_se
     config = parse_config(raw, "test")
     summaries = [_timeless(run(config, strategy="pbt", seed=5, out=tmp_path / f"w{n}", workers=n)) for n in (1, 3)]
     assert summaries[0] == summaries[1] and summaries[0]["exploits"] > 0
+
+
+def test_resume_before_any_snapshot_starts_over_and_a_finished_run_is_left_alone(ray_session, tmp_path):
+    config = parse_config(toy_raw(population=3, steps=20, eval_every=4), "test")
+    whole = run(config, strategy="random", seed=2, out=tmp_path / "run", workers=2)
+    assert resume(tmp_path / "run") == whole  # finished: nothing runs again
+    # as if the driver died before its first snapshot: results on disk but nothing durable to resume
+    conn = sqlite3.connect(tmp_path / "run" / "run.db")
+    with conn:
+        conn.execute("DELETE FROM snapshot")
+        conn.execute("UPDATE run SET status = 'running'")
+        conn.execute("DELETE FROM results WHERE step > 8")
+    conn.close()
+    again = resume(tmp_path / "run", workers=1)
+    data = load_run(tmp_path / "run")
+    assert sorted(zip(data.results["member"], data.results["step"])) == [
+        (m, s) for m in range(3) for s in range(4, 21, 4)]
+    assert len(data.events) == 6 and _timeless(again) == _timeless(whole)
