@@ -303,33 +303,33 @@ class Runner:
 
     # -- results -----------------------------------------------------------------------------
     def _collect(self, timeout: float) -> bool:
-        refs = [c.report for q in self.queues.values() for c in q]
-        if not refs:
-            return False
-        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
-        if not ready:
-            return False
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        done = set(ready)
-        for worker_id in list(self.queues):
-            queue = self.queues.get(worker_id, [])
-            while queue and queue[0].report in done:
-                call = queue.pop(0)
-                if call.discard:
-                    continue
-                try:
-                    report = ray.get(call.report)
-                except ray.exceptions.ObjectLostError as exc:  # its input state was lost with a node
-                    self._call_failed(call, exc)
-                    continue
-                except ray.exceptions.RayTaskError as exc:
-                    self._call_failed(call, exc)
-                    continue
-                except ray.exceptions.RayError as exc:  # the actor (or its node) died
-                    self._worker_died(worker_id, call, exc)
-                    break
-                self._complete(call, report)
-        return True
+        """Process finished calls, waiting up to ``timeout`` for the first. A worker runs its calls
+        in order, so only the head of each queue is watched."""
+        heads = {q[0].report: worker_id for worker_id, q in self.queues.items() if q}
+        ready, _ = ray.wait(list(heads), num_returns=1, timeout=timeout) if heads else ([], [])
+        processed = False
+        while ready:
+            for ref in ready:
+                self._finish_head(heads[ref])
+            processed = True
+            heads = {q[0].report: worker_id for worker_id, q in self.queues.items() if q}
+            ready, _ = ray.wait(list(heads), num_returns=len(heads), timeout=0) if heads else ([], [])
+        return processed
+
+    def _finish_head(self, worker_id: str) -> None:
+        call = self.queues[worker_id].pop(0)
+        if call.discard:
+            return
+        try:
+            report = ray.get(call.report)
+        except ray.exceptions.ObjectLostError as exc:  # its input state was lost with a node
+            self._call_failed(call, exc)
+        except ray.exceptions.RayTaskError as exc:
+            self._call_failed(call, exc)
+        except ray.exceptions.RayError as exc:  # the actor (or its node) died
+            self._worker_died(worker_id, call, exc)
+        else:
+            self._complete(call, report)
 
     def _complete(self, call: _Call, report: Report) -> None:
         with self.store.batch():
