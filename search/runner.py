@@ -293,13 +293,16 @@ class Runner:
         self._holds[worker.id] = version
 
     def _call_steps(self) -> int:
-        """Steps per call: whole evaluation periods, about ``CALL_TARGET_S`` of training. (Results do
-        not depend on it: a worker evaluates every ``eval_every`` steps inside a call, and states
-        round-trip exactly between calls.)"""
+        """Steps per call: whole evaluation periods, about ``CALL_TARGET_S`` of training, less near
+        the end so that the workers finish together. (Results do not depend on it: a worker
+        evaluates every ``eval_every`` steps inside a call, and states round-trip exactly.)"""
         every = self.budget.eval_every
         if self._seconds_per_step is None:
             return every
-        return every * max(1, int(CALL_TARGET_S / max(self._seconds_per_step * every, 1e-9)))
+        queued = sum(c.steps for q in self.queues.values() for c in q if not c.discard)
+        left = max(0, self.budget.total_steps - self.budget_steps - queued) * self._seconds_per_step
+        seconds = min(CALL_TARGET_S, left / (4 * max(1, len(self.pool.workers))))
+        return every * max(1, int(seconds / max(self._seconds_per_step * every, 1e-9)))
 
     # -- results -----------------------------------------------------------------------------
     def _collect(self, timeout: float) -> bool:
