@@ -54,9 +54,12 @@ class PBTStrategy(Strategy):
 
     Asynchronous (default): ready members are decided in the order they became ready, against the
     latest scores of every member that has one (finished members included: they still hold their
-    state). Synchronous: ready members wait until every live member reached the same boundary; then
-    all are decided in member order from the scores at that boundary, so a seed gives the same
-    decisions whatever order results arrive in and for any number of workers.
+    state). Synchronous: ready members wait until every live member has reported its score at the
+    same boundary; then all are decided in member order from the scores at that boundary, so a
+    seed gives the same decisions whatever order results arrive in and for any number of workers.
+    With truncation, a member that the scores already in place in the middle (at least the bottom
+    count below it and the top count above it, however the rest score) can neither give nor
+    receive at this boundary, so it goes on training instead of waiting.
     """
 
     name = "pbt"
@@ -75,7 +78,8 @@ class PBTStrategy(Strategy):
         fixed = initial_hparams(space, budget, initial)
         population = fixed + optuna_samples(space, budget.population - len(fixed), rng)
         self._members = [_Member(hparams=h) for h in population]
-        self._ready: list[int] = []  # in the order members became ready
+        self._ready: list[int] = []  # asynchronous: in the order members became ready
+        self._boundaries: dict[int, dict[int, float]] = {}  # synchronous: scores at undecided boundaries
 
     # -- the Strategy interface -----------------------------------------------------------------
 
@@ -104,7 +108,10 @@ class PBTStrategy(Strategy):
             state.status = "done"
         elif state.step % self.settings.interval == 0 and state.step >= self.settings.burn_in:
             state.status = "ready"
-            self._ready.append(result.member)
+            if self.settings.synchronous:
+                self._boundaries.setdefault(state.step, {})[result.member] = result.score
+            else:
+                self._ready.append(result.member)
         else:
             state.status = "idle"
 
@@ -125,7 +132,10 @@ class PBTStrategy(Strategy):
         it and tells it, so the strategy does not ask for it again.
         """
         members = [{**asdict(m), "score": _encode_score(m.score)} for m in self._members]
-        return {"rng": self.rng.bit_generator.state, "members": members, "ready": list(self._ready)}
+        boundaries = {str(b): {str(m): _encode_score(s) for m, s in scores.items()}
+                      for b, scores in self._boundaries.items()}
+        return {"rng": self.rng.bit_generator.state, "members": members, "ready": list(self._ready),
+                "boundaries": boundaries}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue exactly where ``state_dict`` was taken."""
@@ -136,6 +146,8 @@ class PBTStrategy(Strategy):
             for m in state["members"]
         ]
         self._ready = [int(m) for m in state["ready"]]
+        self._boundaries = {int(b): {int(m): _decode_score(s) for m, s in scores.items()}
+                            for b, scores in state["boundaries"].items()}
 
     # -- decisions ------------------------------------------------------------------------------
 
@@ -188,26 +200,55 @@ class PBTStrategy(Strategy):
         self._ready.clear()
         return decisions
 
-    def _decide_at_barrier(self) -> list[Exploit]:
-        """Synchronous: once every live member waits at the boundary, decide for all in member order.
+    def _decide_at_barrier(self) -> list[Decision]:
+        """Synchronous: decide the earliest boundary once every live member has reported at it.
 
-        Donors are chosen from the scores at the boundary. A donor is always strictly better than
-        its receiver, so emitting the exploits from the weakest receiver up hands every receiver
-        its donor's boundary state even when that donor is itself replaced (tournament).
+        Until then, release the members already certain to be in the middle (truncation).
         """
-        live = [m for m, s in enumerate(self._members) if s.status not in ("done", "failed")]
-        if not live or any(self._members[m].status != "ready" for m in live):
+        boundary = min(self._boundaries, default=None)
+        if boundary is None:
             return []
-        scores = {m: self._members[m].score for m in live}
-        hparams = {m: dict(self._members[m].hparams) for m in live}
+        scores = self._boundaries[boundary]
+        pending = [m for m, s in enumerate(self._members) if s.status != "failed" and m not in scores]
+        if pending:
+            self._release_middle(boundary, scores, len(scores) + len(pending))
+            return []
+        del self._boundaries[boundary]
+        return self._decide_boundary(boundary, scores)
+
+    def _waiting(self, boundary: int) -> list[int]:
+        return [m for m, s in enumerate(self._members) if s.status == "ready" and s.step == boundary]
+
+    def _release_middle(self, boundary: int, scores: Mapping[int, float], most: int) -> None:
+        """Members with at least the bottom count ranked below and the top count above (ranked as
+        ``truncation`` ranks, by score then member id) go on; ``most`` bounds the population here,
+        and the count never shrinks as it grows, so the release holds whatever the rest report."""
+        if self.settings.exploit != "truncation":
+            return  # any member may draw any other in a tournament
+        count = min(math.ceil(self.settings.fraction * most), most // 2)
+        for member in self._waiting(boundary):
+            key = (scores[member], member)
+            below = sum((s, m) < key for m, s in scores.items())
+            above = sum((s, m) > key for m, s in scores.items())
+            if scores[member] > -math.inf and below >= count and above >= count:
+                self._members[member].status = "idle"
+
+    def _decide_boundary(self, boundary: int, scores: Mapping[int, float]) -> list[Decision]:
+        """Every member waiting at ``boundary``, in member order, from the scores at ``boundary``.
+
+        A donor is always strictly better than its receiver, so emitting the exploits from the
+        weakest receiver up hands every receiver its donor's boundary state even when that donor
+        is itself replaced (tournament).
+        """
+        waiting = self._waiting(boundary)
+        hparams = {m: dict(self._members[m].hparams) for m in waiting}
         chosen = []
-        for member in live:
+        for member in waiting:
             donor = self._donor(member, scores)
             if donor is not None:
                 chosen.append(self._exploit(member, donor, hparams[donor]))
-        for member in live:
+        for member in waiting:
             self._members[member].status = "idle"
-        self._ready.clear()
         return sorted(chosen, key=lambda e: (scores[e.member], e.member))
 
 

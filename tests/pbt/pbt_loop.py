@@ -37,6 +37,7 @@ class LoopRecord:
     exploits: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[Any] = field(default_factory=list)
     batches: list[list[Any]] = field(default_factory=list)
+    trains: list[tuple[int, int, int]] = field(default_factory=list)  # member, from step, slowest live step
     steps_trained: int = 0
     final: dict[int, dict[str, float]] = field(default_factory=dict)
     hparams: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -154,6 +155,8 @@ class Loop:
                 assert decision.steps > 0 and decision.steps % self.budget.eval_every == 0
                 assert self.steps[member] + decision.steps <= self.budget.steps, "over budget"
                 start = self.steps[member]
+                slowest = min(self.steps[m] for m in self.hparams if m not in self.record.failed)
+                self.record.trains.append((member, start, slowest))
                 self.segments[member] = _Segment(start, start + decision.steps, dict(self.hparams[member]))
                 self.queue.append(member)
 

@@ -121,6 +121,33 @@ def test_synchronous_decides_only_when_every_live_member_is_at_the_boundary() ->
             assert d.donor not in receivers[:i]
 
 
+def test_synchronous_truncation_lets_certain_middle_members_train_on() -> None:
+    budget = Budget(population=8, steps=24, eval_every=4)
+    pbt = strategy(0, budget=budget, synchronous=True, fraction=0.25)  # count 2 of 8
+    pbt.ask(PopulationView(()))
+    for member, score in [(0, 0.1), (1, 0.2), (2, 0.5), (3, 0.8), (4, 0.9)]:
+        pbt.tell(SegmentResult(member, 0, 12, {}, ((12, {"Q": score}),), score))
+    # 2 has two below and two above: whatever 5, 6, 7 score, it neither gives nor receives
+    assert pbt.ask(PopulationView(())) == [Train(2, 12)]
+    pbt.tell(SegmentResult(5, 0, 12, {}, ((12, {"Q": 0.3}),), 0.3))  # 0.1 and 0.2 below, three above
+    assert pbt.ask(PopulationView(())) == [Train(5, 12)]
+    pbt.tell(SegmentResult(6, 0, 12, {}, ((12, {"Q": 0.05}),), 0.05))  # now 1 has two below
+    assert pbt.ask(PopulationView(())) == [Train(1, 12)]
+    pbt.tell(SegmentResult(7, 0, 12, {}, ((12, {"Q": -math.inf}),), -math.inf))
+    decisions = pbt.ask(PopulationView(()))
+    exploits = [d for d in decisions if isinstance(d, Exploit)]
+    assert [e.member for e in exploits] == [7, 6]  # the bottom two, weakest first
+    assert {e.donor for e in exploits} <= {3, 4}  # the top two, still at the boundary
+    assert sorted(d.member for d in decisions if isinstance(d, Train)) == [0, 3, 4, 6, 7]
+
+
+def test_synchronous_release_happens_and_changes_nothing() -> None:
+    record = drive(7, synchronous=True, workers=3, timing_seed=1, fraction=0.25)
+    assert any(start > slowest for _, start, slowest in record.trains)  # someone trained on
+    tournament = drive(7, synchronous=True, workers=3, timing_seed=1, exploit="tournament")
+    assert all(start == slowest for _, start, slowest in tournament.trains)
+
+
 def test_synchronous_tournament_chains_hand_over_boundary_states() -> None:
     record = drive(11, synchronous=True, exploit="tournament")
     chained = 0
@@ -223,7 +250,7 @@ def test_a_failed_member_is_out_and_the_rest_finish(synchronous: bool) -> None:
 
 # -- resume ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("stop_after", [1, 13, 40])
+@pytest.mark.parametrize("stop_after", [1, 5, 13, 22, 31, 40])
 def test_state_dict_resumes_identically_in_synchronous_mode(stop_after: int) -> None:
     uninterrupted = drive(9, synchronous=True)
     loop = Loop(strategy(9, synchronous=True), toy, BUDGET, objective="Q", timing_seed=3)
