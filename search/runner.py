@@ -28,7 +28,8 @@ import ray
 from search.budget import Budget
 from search.checkpoints import CheckpointWriter, checkpoint_name, load_checkpoint
 from search.progress import Progress
-from search.store import CHECKPOINTS_DIR, RunStore, load_run, schedule
+from search.store import CHECKPOINTS_DIR, RunStore, load_run
+from search.summary import summarize
 from search.strategy import (
     Exploit, Mode, MemberView, PopulationView, SegmentResult, Start, Strategy, Train, oriented_score,
 )
@@ -551,24 +552,8 @@ class Runner:
 
     # -- the end -----------------------------------------------------------------------------
     def _summary(self) -> dict[str, Any]:
-        best = self._best()
-        summary: dict[str, Any] = {
-            "strategy": self.strategy.name, "seed": self.seed, "population": self.budget.population,
-            "steps_per_member": self.budget.steps, "budget_steps": self.budget_steps,
-            "wall_seconds": self._clock(), "train_seconds": self.train_seconds, "exploits": self.exploits, "objective": self.objective, "mode": self.mode,
-            "failed_members": sorted(m.member for m in self.members.values() if m.status == "failed"),
-            "best": None,
-        }
-        if best is not None:
-            metrics = best.metrics or {}
-            run = load_run(self.store.run_dir)
-            summary["best"] = {
-                "member": best.member, "objective": self._objective_of(metrics),
-                "test": {k: v for k, v in sorted(metrics.items()) if k.startswith("test_")},
-                "hparams": dict(best.hparams),
-                "schedule": [[step, hparams] for step, hparams in schedule(run, best.member)],
-            }
-        return summary
+        return summarize(load_run(self.store.run_dir), budget_steps=self.budget_steps,
+                         wall_seconds=self._clock(), train_seconds=self.train_seconds)
 
 
 def _one_line(exc: BaseException) -> str:

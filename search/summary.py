@@ -1,0 +1,53 @@
+"""``summary.json`` (DESIGN §5), derived from what the store holds so that a resumed run and an
+uninterrupted one summarise alike."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from search.store import RunData, exploits, schedule
+from search.strategy import oriented_score
+
+
+def best_member(run: RunData) -> int | None:
+    """The member whose latest validation objective is best (failed members only if no other has
+    one; ties to the lowest id); ``None`` before any evaluation. The test split never chooses."""
+    members = run.members
+    if members.empty:
+        return None
+    scored = [
+        (row["status"] != "failed", oriented_score(float(row["objective"]), run.info["mode"]), -int(row["member"]))
+        for _, row in members.iterrows() if not math.isnan(float(row["objective"]))
+    ]
+    return -max(scored)[2] if scored else None
+
+
+def summarize(run: RunData, *, budget_steps: int, wall_seconds: float, train_seconds: float) -> dict[str, Any]:
+    """The summary of ``run``; ``budget_steps`` and the times come from the runner."""
+    info = run.info
+    failed = sorted(int(m) for m in run.members.loc[run.members["status"] == "failed", "member"])
+    summary: dict[str, Any] = {
+        "strategy": info["strategy"], "seed": info["seed"], "population": info["population"],
+        "steps_per_member": info["steps_per_member"], "budget_steps": budget_steps,
+        "wall_seconds": wall_seconds, "train_seconds": train_seconds, "exploits": len(exploits(run)),
+        "objective": info["objective"], "mode": info["mode"], "failed_members": failed, "best": None,
+    }
+    best = best_member(run)
+    if best is not None:
+        member = run.members.set_index("member").loc[best]
+        rows = run.results[run.results["member"] == best]
+        final = rows.loc[rows["step"].idxmax()] if not rows.empty else None
+        test = {} if final is None else {
+            k: float(final[k]) for k in sorted(rows.columns) if k.startswith("test_") and not math.isnan(final[k])}
+        summary["best"] = {
+            "member": best, "objective": float(member["objective"]), "test": test,
+            "hparams": {k[3:]: _plain(member[k]) for k in member.index if k.startswith("hp.")},
+            "schedule": [[step, hparams] for step, hparams in schedule(run, best)],
+        }
+    return summary
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from pandas back to Python numbers, as the config had them."""
+    return value.item() if hasattr(value, "item") else value
