@@ -15,11 +15,12 @@ Run: ``python bench/pbt_overhead.py`` (about two minutes on 2 cores).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,20 @@ def _r(value: float) -> float:
     return round(float(value), 2)
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Tune prints its banners on file descriptor 1; the one JSON line must be alone on stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def tune_available() -> bool:
     try:
         import ray.tune  # noqa: F401
@@ -164,16 +179,25 @@ def tune(synchronous: bool, storage: Path) -> dict[str, Any]:
     space, settings = config.space, dict(config.trainable.settings)
 
     class DigitsMLP(rt.Trainable):
+        """Tune's PBT perturbs past the declared ranges (momentum 0.99 x 1.2); values are clipped
+        back, as a Tune user must, and counted as ``outside``."""
+
         def setup(self, cfg: dict) -> None:
             from models import MLPClassifier
 
-            self.model = MLPClassifier({k: cfg[k] for k in space}, int(cfg["seed"]), **settings)
+            self.outside = 0
+            self.model = MLPClassifier(self._hparams(cfg), int(cfg["seed"]), **settings)
+
+        def _hparams(self, cfg: dict) -> dict:
+            self.outside += sum(not space[k].contains(cfg[k]) for k in space)
+            return {k: space[k].clip(cfg[k]) for k in space}
 
         def step(self) -> dict:
             t0 = time.perf_counter()
             self.model.train(100)
             seconds = time.perf_counter() - t0
-            return {**self.model.evaluate(), "train_seconds": seconds}
+            outside, self.outside = self.outside, 0
+            return {**self.model.evaluate(), "train_seconds": seconds, "outside": outside}
 
         def save_checkpoint(self, checkpoint_dir: str) -> None:
             np.savez(os.path.join(checkpoint_dir, "state.npz"), **self.model.get_state())
@@ -183,16 +207,17 @@ def tune(synchronous: bool, storage: Path) -> dict[str, Any]:
                 self.model.set_state({k: f[k] for k in f.files})
 
         def reset_config(self, new_config: dict) -> bool:
-            self.model.set_hparams({k: new_config[k] for k in space})
+            self.model.set_hparams(self._hparams(new_config))
             return True
 
     class Count(rt.Callback):
         def __init__(self) -> None:
-            self.results, self.train_seconds = 0, 0.0
+            self.results, self.train_seconds, self.outside = 0, 0.0, 0
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
             self.results += 1
             self.train_seconds += result["train_seconds"]
+            self.outside += result["outside"]
 
     def dist(dim: Any) -> Any:
         if dim.kind == "loguniform":
@@ -223,6 +248,7 @@ def tune(synchronous: bool, storage: Path) -> dict[str, Any]:
         "wall_s": round(wall, 3), "train_s": round(count.train_seconds, 3),
         "utilisation": round(count.train_seconds / (wall * WORKERS), 3),
         "budget_ratio": round(count.results * 100 / config.budget.total_steps, 3),
+        "hparams_outside_space": count.outside,
         "best_val_accuracy": round(best.metrics["val_accuracy"], 4),
     }
 
@@ -235,7 +261,8 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     import ray
 
-    ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=WORKERS, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)  # a Ray of its own, never a cluster already running here
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tmp_path = Path(tmp)
@@ -247,8 +274,9 @@ def main() -> None:
                 "handover": [handover(1.0, 100, tmp_path / "h1"), handover(100.0, 20, tmp_path / "h100")],
             }
             if tune_available():
-                line["tune_sync"] = tune(True, tmp_path / "tune")
-                line["tune_async"] = tune(False, tmp_path / "tune")
+                with stdout_to_stderr():
+                    line["tune_sync"] = tune(True, tmp_path / "tune")
+                    line["tune_async"] = tune(False, tmp_path / "tune")
                 for mode in ("sync", "async"):
                     ours_, theirs = line[mode], line[f"tune_{mode}"]
                     line[f"ratio_{mode}"] = {
