@@ -516,18 +516,19 @@ class Runner:
             time.sleep(0.01)
             self._take_snapshots(required=True)
 
-    def _prune(self, state: Mapping[str, Any]) -> None:
-        """Delete every checkpoint file the committed snapshot does not name: no member needs it."""
+    def _prune(self, state: Mapping[str, Any], partial: bool = False) -> None:
+        """Delete every checkpoint file the committed snapshot does not name: no member needs it.
+        ``partial``: also the half-written files a killed driver left (never while writing)."""
         keep = {m["file"] for m in state["members"].values() if m["file"]}
         for path in (self.store.run_dir / CHECKPOINTS_DIR).glob("member-*.npz"):
-            if path.name not in keep and not path.name.endswith(".tmp.npz"):
+            if path.name not in keep and (partial or not path.name.endswith(".tmp.npz")):
                 path.unlink(missing_ok=True)
 
     def _restore(self) -> None:
         state = self.store.rollback()
         self._last_event = self.store.last_event()
         if state is None:  # nothing durable yet: the run starts over (the store was emptied)
-            self._prune({"members": {}})
+            self._prune({"members": {}}, partial=True)
             return
         self.strategy.load_state_dict(state["strategy"])
         directory = self.store.run_dir / CHECKPOINTS_DIR
@@ -548,7 +549,7 @@ class Runner:
         self.budget_steps, self.train_seconds = state["budget_steps"], state["train_seconds"]
         self.train_calls, self.exploits = state["train_calls"], state["exploits"]
         self._next_version, self._elapsed_base = state["next_version"], state["elapsed"]
-        self._prune(state)
+        self._prune(state, partial=True)
 
     # -- the end -----------------------------------------------------------------------------
     def _summary(self) -> dict[str, Any]:
