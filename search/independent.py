@@ -23,7 +23,10 @@ def initial_hparams(
 
 
 class IndependentStrategy(Strategy):
-    """Starts member ``i`` with ``hparams[i]`` and trains every member ``eval_every`` steps at a time.
+    """Starts member ``i`` with ``hparams[i]`` and trains it for all the steps it has left.
+
+    One ``Train`` per member: nothing here depends on results, so the runner is free to cut it
+    into calls as long as keeps workers busy (results are still recorded every ``eval_every``).
 
     A member gets a ``Train`` only when it is idle (not busy in the view, no ``Train`` of ours
     still untold) and has steps left, so the executed budget is exactly ``population * steps``
@@ -41,7 +44,7 @@ class IndependentStrategy(Strategy):
         self._failed: set[int] = set()
 
     def ask(self, view: PopulationView) -> list[Decision]:
-        """Start the members not yet started, then one ``Train`` per idle member with steps left."""
+        """Start the members not yet started, then train each idle member with steps left to the end."""
         decisions: list[Decision] = []
         self._started = max(self._started, len(view.members))
         steps = {m.member: m.step for m in view.members}
@@ -56,7 +59,7 @@ class IndependentStrategy(Strategy):
             if member in busy or member in self._pending or member in self._failed:
                 continue
             if steps[member] < self.budget.steps:
-                decisions.append(Train(member, self.budget.eval_every))
+                decisions.append(Train(member, self.budget.steps - steps[member]))
                 self._pending.add(member)
         return decisions
 

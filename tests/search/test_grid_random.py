@@ -33,7 +33,7 @@ def test_grid_starts_initial_members_then_the_grid_in_order():
     assert [s.member for s in starts] == [0, 1, 2, 3, 4]
     assert starts[0].hparams == {"lr": 0.5, "m": 0.0}
     assert [s.hparams for s in starts[1:]] == SPACE.grid({}, 4)
-    assert [d for d in decisions if isinstance(d, Train)] == [Train(m, 10) for m in range(5)]
+    assert [d for d in decisions if isinstance(d, Train)] == [Train(m, 20) for m in range(5)]  # all its steps
     assert strategy.name == "grid"
 
 
@@ -147,4 +147,4 @@ def test_a_member_failed_in_the_view_is_out_after_a_resume():
 def test_resume_starts_only_members_not_yet_started():
     strategy = RandomStrategy(SPACE, Budget(3, 20, 10), [], np.random.default_rng(0))
     decisions = strategy.ask(view(idle(0, 20), idle(1, 10)))
-    assert decisions == [Start(2, strategy.hparams[2]), Train(1, 10), Train(2, 10)]
+    assert decisions == [Start(2, strategy.hparams[2]), Train(1, 10), Train(2, 20)]  # the steps each has left

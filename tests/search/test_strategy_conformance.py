@@ -86,7 +86,7 @@ class Trace:
 
 def drive(strategy: Strategy, budget: Budget, *, order_seed: int = 0, fail: tuple[int, int] | None = None,
           mode: str = "max") -> Trace:
-    """Run ``strategy`` to the end; ``fail=(member, step)`` makes that member raise in the segment past ``step``."""
+    """Run ``strategy`` to the end; ``fail=(member, step)`` makes that member raise in the segment that passes ``step``."""
     rng = np.random.default_rng(order_seed)
     trace = Trace()
     members: dict[int, FakeMember] = trace.members
@@ -128,7 +128,7 @@ def drive(strategy: Strategy, budget: Budget, *, order_seed: int = 0, fail: tupl
         train = in_flight.pop(int(rng.integers(len(in_flight))))
         m = members[train.member]
         m.busy = False
-        if fail is not None and train.member == fail[0] and m.step >= fail[1]:
+        if fail is not None and train.member == fail[0] and m.step + train.steps > fail[1]:
             m.failed = True
             strategy.on_failure(train.member, "RuntimeError: injected")
             continue
