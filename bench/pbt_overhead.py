@@ -45,6 +45,7 @@ class Blob:
         self.rate = float(hparams["rate"])
         self.step_seconds = step_seconds
         self.train_started = float("nan")
+        self.set_state_seconds = 0.0
 
     def train(self, steps: int) -> None:
         self.train_started = time.time()
@@ -53,14 +54,17 @@ class Blob:
         self.weights[0] = self.score
 
     def evaluate(self) -> dict[str, float]:
-        return {"score": self.score, "train_started": self.train_started, "evaluated": time.time()}
+        return {"score": self.score, "train_started": self.train_started, "evaluated": time.time(),
+                "set_state_seconds": self.set_state_seconds}
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights, "score": np.array(self.score)}
 
     def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        t0 = time.perf_counter()
         self.weights = np.array(state["weights"])  # a writable copy, as a real trainable needs
         self.score = float(state["score"])
+        self.set_state_seconds = time.perf_counter() - t0
 
     def set_hparams(self, hparams: Mapping[str, Any]) -> None:
         self.rate = float(hparams["rate"])
@@ -98,8 +102,9 @@ def handover(mbytes: float, steps: int, out: Path) -> dict[str, Any]:
 
     The receiver always explores its rate down (factor 0.5), so it falls behind again and exploits
     at every boundary. ``from_ready``: the runner telling the strategy the member is ready ->
-    ``train`` starting on the donor's weights on a worker. ``from_last_eval``: the same from the
-    end of the member's last evaluation on its worker (adds returning its own state to the driver).
+    ``train`` starting on the donor's weights on a worker; ``in_set_state`` is the part of it spent
+    in the trainable's own ``set_state`` (copying the weights). ``from_last_eval``: the same from
+    the end of the member's last evaluation on its worker (adds returning its own state).
     """
     from pbt.config import parse_config
     from pbt.strategy import PBTStrategy
@@ -139,9 +144,13 @@ def handover(mbytes: float, steps: int, out: Path) -> dict[str, Any]:
     started = [(e, rows.loc[(e.member, e.step + 1), "train_started"]) for e in exploits(data).itertuples()]
     from_ready = [1000 * (t - strategy.told_at[(e.member, e.step)]) for e, t in started]
     from_eval = [1000 * (t - rows.loc[(e.member, e.step), "evaluated"]) for e, t in started]
-    return {"state_mb": mbytes, "exploits": len(started),
-            "from_ready_ms": {"median": _r(np.median(from_ready)), "p90": _r(np.percentile(from_ready, 90))},
-            "from_last_eval_ms": {"median": _r(np.median(from_eval)), "p90": _r(np.percentile(from_eval, 90))}}
+    copying = [1000 * rows.loc[(e.member, e.step + 1), "set_state_seconds"] for e, _ in started]
+    return {"state_mb": mbytes, "exploits": len(started), "from_ready_ms": _stats(from_ready),
+            "in_set_state_ms": _stats(copying), "from_last_eval_ms": _stats(from_eval)}
+
+
+def _stats(ms: list[float]) -> dict[str, float]:
+    return {"median": _r(np.median(ms)), "p90": _r(np.percentile(ms, 90))}
 
 
 def _r(value: float) -> float:
