@@ -12,7 +12,6 @@ trains it like grid (asserted below, so nobody is surprised by it).
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from pbt_loop import Loop, LoopRecord
 
 from models import ToyQuadratic
 from pbt.api import run as api_run
-from pbt.config import parse_config
+from pbt.config import load_config
 from pbt.settings import PBTSettings
 from pbt.strategy import PBTStrategy
 from search.budget import Budget
@@ -79,11 +78,7 @@ def test_synchronous_pbt_keeps_the_mirror_pair_tied_and_never_exploits() -> None
 # -- end to end, through pbt.api.run on the real runner ------------------------------------------
 
 def toy_config() -> Any:
-    raw = tomllib.loads(TOY.read_text())
-    # asynchronous, evaluations (every 2 steps) finer than decisions (every 4): see the docstring
-    raw["budget"]["eval_every"] = 2
-    raw["pbt"].update(interval=4, resample_probability=0.5, synchronous=False)
-    return parse_config(raw, source=str(TOY))
+    return load_config(TOY)  # asynchronous; evaluations every 2 steps, decisions every 4
 
 
 def test_end_to_end_grid_stays_low_and_pbt_climbs(ray_session, tmp_path: Path) -> None:
