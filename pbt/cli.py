@@ -86,8 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     check_out(out)
 
     from pbt import api  # Ray loads only when a run starts; api.run validates the rest before writing
-    from pbt.terminal import ProgressDisplay, results_table
-    from search.store import load_run
+    from pbt.terminal import ProgressDisplay
 
     display = ProgressDisplay(sys.stderr, config.objective, quiet=args.quiet)
     try:
@@ -97,8 +96,18 @@ def _run(args: argparse.Namespace) -> int:
         )
     finally:
         display.close()
-    print(results_table(load_run(out)))
-    print(f"\nrun directory: {out}")
+    return _finish(out)
+
+
+def _finish(run_dir: Path) -> int:
+    """After a run: its figures into ``figures/``, then the ranked members on stdout."""
+    from dashboards import save_run_figures
+    from pbt.terminal import results_table
+    from search.store import load_run
+
+    save_run_figures(run_dir)
+    print(results_table(load_run(run_dir)))
+    print(f"\nrun directory: {run_dir}")
     return 0
 
 
@@ -172,7 +181,7 @@ def _add_resume(subparsers: argparse._SubParsersAction) -> None:
 
 def _resume(args: argparse.Namespace) -> int:
     from pbt import api
-    from pbt.terminal import ProgressDisplay, results_table
+    from pbt.terminal import ProgressDisplay
     from search.store import load_run
 
     objective = load_run(args.run_dir).info["objective"]
@@ -181,9 +190,7 @@ def _resume(args: argparse.Namespace) -> int:
         api.resume(args.run_dir, address=args.address, workers=args.workers, on_progress=display)
     finally:
         display.close()
-    print(results_table(load_run(args.run_dir)))
-    print(f"\nrun directory: {args.run_dir}")
-    return 0
+    return _finish(args.run_dir)
 
 
 def _add_replay(subparsers: argparse._SubParsersAction) -> None:
