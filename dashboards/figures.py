@@ -20,9 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from dashboards.lineage import best_member, lineage_path
 from models import ToyQuadratic
-from search.store import RunData, exploits, load_run
+from search.store import RunData, ancestry, best_member, best_so_far, exploits, load_run
 
 HP_PREFIX = "hp."
 
@@ -203,9 +202,9 @@ def lineage_figure(run: RunData) -> Figure:
     if best is not None:
         xs: list[float] = []
         ys: list[float] = []
-        for member, start, end in lineage_path(run, best):
-            xs += [start, end]
-            ys += [member, member]
+        for segment in ancestry(run, best):
+            xs += [segment.start, segment.end]
+            ys += [segment.member, segment.member]
         ax.plot(xs, ys, color="crimson", linewidth=3.5, zorder=4, gid="best-lineage",
                 label=f"best member {best} through its donors")
         ax.legend(fontsize="small", loc="upper left")
@@ -214,21 +213,6 @@ def lineage_figure(run: RunData) -> Figure:
     ax.set_xlabel("member step")
     ax.grid(axis="x", alpha=0.3)
     return fig
-
-
-def best_so_far(run: RunData) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, best)``: the population's best raw objective after each evaluation, in run order.
-
-    ``steps`` counts optimizer steps executed over the whole population (each evaluation stands
-    for the ``eval_every`` steps of its member before it); NaN objectives never count as best.
-    """
-    results = run.results.sort_values("wall_time", kind="stable")
-    steps = np.arange(1, len(results) + 1, dtype=float) * float(run.info["eval_every"])
-    values = results["objective"].to_numpy(dtype=float)
-    sign = 1.0 if run.info.get("mode", "max") == "max" else -1.0
-    oriented = np.where(np.isfinite(values), sign * values, -np.inf)
-    best = np.maximum.accumulate(oriented) if len(oriented) else oriented
-    return steps, np.where(np.isfinite(best), sign * best, np.nan)
 
 
 def overlay_figure(runs: Sequence[RunData], labels: Sequence[str] | None = None) -> Figure:

@@ -14,8 +14,7 @@ from html import escape
 from typing import Any
 
 from dashboards.figures import HP_PREFIX, hparam_names
-from dashboards.lineage import best_member
-from search.store import RunData, exploits, schedule
+from search.store import RunData, best_member, exploits, schedule
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em;

@@ -30,9 +30,8 @@ from dashboards.render import (
     comparison_table, config_block, exploits_table, fmt, info_table, members_table, page,
     schedule_table, table,
 )
-from dashboards.lineage import best_member
 from models.errors import ConfigError, PBTError
-from search.store import DB_NAME, SUMMARY_NAME, RunData, load_run
+from search.store import DB_NAME, SUMMARY_NAME, RunData, best_member, load_run
 
 POLL_MS = 2000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

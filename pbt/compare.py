@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dashboards.figures import best_so_far, comparison_figure
-from search.store import RunData, load_run
+from dashboards.figures import comparison_figure
+from search.store import RunData, best_so_far, load_run
+
 
 def steps_to_target(run: RunData, target: float) -> float:
     """Optimizer steps the whole population had executed when any member first reached ``target``.
 
-    NaN when the run never reached it. Steps count as in ``dashboards.figures.best_so_far``.
+    NaN when the run never reached it. Steps count as in ``search.store.best_so_far``.
     """
     steps, best = best_so_far(run)
     with np.errstate(invalid="ignore"):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from models.errors import StoreError
 from pbt.config import parse_config
-from search.store import DB_NAME, RunData, exploits, load_run, schedule
+from search.store import DB_NAME, load_run, schedule, weight_steps
 from workers.trainable import resolve_trainable
 
 REPLAY_BRANCH = 2  # the run seed's tree: 0 the strategy, 1 the members, 2 replays
@@ -36,7 +36,7 @@ def replay(run_dir: str | Path, seed: int | None = None) -> dict[str, Any]:
     member = int(run.summary["best"]["member"])
     plan = schedule(run, member)
     final = run.results[run.results["member"] == member].sort_values("step").iloc[-1]
-    steps = _weight_steps(run, member, int(final["step"]))
+    steps = weight_steps(run, member, int(final["step"]))
     if seed is None:
         seed = int(np.random.SeedSequence(int(run.info["seed"]), spawn_key=(REPLAY_BRANCH,)).generate_state(1)[0])
     trainable = resolve_trainable(config.trainable.name)(plan[0][1], seed, **config.trainable.settings)
@@ -68,16 +68,3 @@ def format_replay(result: dict[str, Any]) -> str:
 def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
-
-def _weight_steps(run: RunData, member: int, step: int) -> int:
-    """How many steps the weights ``member`` holds at its ``step`` were trained, through its donors."""
-    rows = list(exploits(run)[["member", "step", "donor", "donor_step"]].itertuples(index=False))
-
-    def clock(m: int, at: int, before: int) -> int:
-        for i in range(before - 1, -1, -1):  # the last exploit into m up to `at`, before row `before`
-            row = rows[i]
-            if row.member == m and row.step <= at:
-                return clock(int(row.donor), int(row.donor_step), i) + at - int(row.step)
-        return at
-
-    return clock(member, step, len(rows))

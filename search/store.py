@@ -20,6 +20,7 @@ Contract
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -29,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from models.errors import StoreError
+from search.strategy import oriented_score
 
 FORMAT = 1
 DB_NAME = "run.db"
@@ -324,9 +327,20 @@ def load_run(run_dir: str | Path) -> RunData:
         raise StoreError(f"{path}: cannot read ({exc})") from None
     finally:
         conn.close()
-    summary_path = run_dir / SUMMARY_NAME
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-    return RunData(run_dir, info, results, members, events, summary)
+    return RunData(run_dir, info, results, members, events, _read_summary(run_dir / SUMMARY_NAME))
+
+
+def _read_summary(path: Path) -> dict | None:
+    """``summary.json`` decoded; ``None`` while the run has none; ``StoreError`` if it is not JSON."""
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(summary, dict):
+        raise StoreError(f"{path}: not a run summary (a JSON object), got {type(summary).__name__}")
+    return summary
 
 
 def _results_frame(conn: sqlite3.Connection) -> pd.DataFrame:
@@ -375,7 +389,33 @@ def _events_frame(conn: sqlite3.Connection) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns).astype({"member": "object", "step": "object"})
 
 
-# -- derived queries, built on the events ------------------------------------------------------
+# -- derived queries, built on the frames above ----------------------------------------------------
+
+def best_member(run: RunData) -> int | None:
+    """The member whose latest validation objective is best (failed members only if no other has
+    one; ties to the lowest id); ``None`` before any evaluation. The test split never chooses."""
+    scored = [
+        (row.status != "failed", oriented_score(float(row.objective), run.info["mode"]), -int(row.member))
+        for row in run.members.itertuples() if not math.isnan(float(row.objective))
+    ]
+    return -max(scored)[2] if scored else None
+
+
+
+def best_so_far(run: RunData) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, best)``: the population's best objective after each evaluation, in the order made.
+
+    ``steps`` counts optimizer steps executed over the whole population (each evaluation stands
+    for the ``eval_every`` steps of its member before it); NaN and infinite objectives never count
+    as best (``best`` is NaN until a finite objective is seen).
+    """
+    results = run.results.sort_values("wall_time", kind="stable")
+    steps = np.arange(1, len(results) + 1, dtype=float) * float(run.info["eval_every"])
+    scores = [oriented_score(value, run.info["mode"]) for value in results["objective"].to_numpy(dtype=float)]
+    best = np.maximum.accumulate(np.array(scores, dtype=float)) if scores else np.array([], dtype=float)
+    sign = 1.0 if run.info["mode"] == "max" else -1.0
+    return steps, np.where(np.isfinite(best), sign * best, np.nan)
+
 
 def exploits(run: RunData) -> pd.DataFrame:
     """One row per exploit: step, member, donor, donor_step, member_objective, donor_objective,
@@ -390,42 +430,71 @@ def exploits(run: RunData) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def schedule(run: RunData, member: int) -> list[tuple[int, dict]]:
-    """``member``'s hyperparameters over time through its lineage, as ``[(step, hparams), ...]``.
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of training in a member's line of weights: ``member`` trained them from its step
+    ``start`` to its step ``end`` (its own clock) with ``hparams``."""
 
-    Steps are on the clock of the weights: an exploit at member step ``s`` from a donor at
-    ``donor_step`` ``d`` means the weights followed the donor's schedule up to ``d`` (on the donor's
-    weight clock), then the member's new hyperparameters; only the last exploit matters, since it
-    replaced the weights.
+    member: int
+    start: int
+    end: int
+    hparams: dict
+
+
+def ancestry(run: RunData, member: int, step: int | None = None) -> list[Segment]:
+    """The segments of training that ``member``'s weights at its ``step`` went through, oldest first.
+
+    ``step=None``: its weights now (every exploit so far; the last segment ends at its latest
+    result). An exploit into member ``m`` at its step ``s`` from ``donor`` at ``donor_step`` means
+    the weights before ``s`` were the donor's up to ``donor_step``, followed back through the
+    exploits into the donor recorded *before* this one; only the last exploit into ``m`` up to
+    ``step`` matters, since it replaced the weights.
     """
     starts = {int(e.member): dict(e.data["hparams"]) for e in run.events.itertuples() if e.kind == "start"}
-    taken = {}
+    taken: dict[int, list[tuple[int, int, int, int, dict]]] = {}
     for e in run.events.itertuples():
         if e.kind == "exploit":
             taken.setdefault(int(e.member), []).append(
-                (int(e.seq), int(e.step), int(e.data["donor"]), int(e.data["donor_step"]), dict(e.data["new_hparams"])))
-    if member not in starts:
-        raise StoreError(f"{run.run_dir}: member {member} has no start event")
+                (int(e.seq), int(e.step), int(e.data["donor"]), int(e.data["donor_step"]),
+                 dict(e.data["new_hparams"])))
+    if step is None:
+        done = run.results.loc[run.results["member"] == member, "step"]
+        end, upto = (int(done.max()) if len(done) else 0), math.inf
+    else:
+        end, upto = step, step
+    before: float = math.inf
+    segments: list[Segment] = []
+    while True:
+        found = [x for x in taken.get(member, []) if x[0] < before and x[1] <= upto]
+        if not found:
+            if member not in starts:
+                raise StoreError(f"{run.run_dir}: member {member} has no start event")
+            segments.append(Segment(member, 0, end, starts[member]))
+            return segments[::-1]
+        seq, at, donor, donor_step, hparams = found[-1]
+        segments.append(Segment(member, at, end, hparams))
+        member, end, upto, before = donor, donor_step, donor_step, seq
 
-    def last_exploit(m: int, before_seq: float, upto_step: float):
-        found = [x for x in taken.get(m, []) if x[0] < before_seq and x[1] <= upto_step]
-        return found[-1] if found else None
 
-    def weight_clock(m: int, step: int, before_seq: float) -> int:
-        e = last_exploit(m, before_seq, step)
-        return step if e is None else weight_clock(e[2], e[3], e[0]) + step - e[1]
+def weight_steps(run: RunData, member: int, step: int | None = None) -> int:
+    """How many optimizer steps ``member``'s weights at its ``step`` (default: now) were trained,
+    through its donors: the clock of the weights, on which ``schedule`` gives its steps."""
+    return sum(s.end - s.start for s in ancestry(run, member, step))
 
-    def lineage(m: int, before_seq: float, upto_step: float) -> list[tuple[int, dict]]:
-        e = last_exploit(m, before_seq, upto_step)
-        if e is None:
-            return [(0, starts[m])]
-        seq, _, donor, donor_step, new = e
-        at = weight_clock(donor, donor_step, seq)
-        base = [(s, h) for s, h in lineage(donor, seq, donor_step) if s < at]
-        return base + [(at, new)]
 
+def schedule(run: RunData, member: int) -> list[tuple[int, dict]]:
+    """``member``'s hyperparameters over time through its lineage, as ``[(step, hparams), ...]``.
+
+    Steps are on the clock of the weights (``weight_steps``): each segment of ``ancestry`` starts
+    where the ones before it ended; a segment of no steps is passed over, and consecutive equal
+    hyperparameters are merged.
+    """
     merged: list[tuple[int, dict]] = []
-    for step, hparams in lineage(member, float("inf"), float("inf")):
-        if not merged or merged[-1][1] != hparams:
-            merged.append((step, hparams))
+    at = 0
+    for segment in ancestry(run, member):
+        if merged and merged[-1][0] == at:
+            merged.pop()  # the segment before trained no steps
+        if not merged or merged[-1][1] != segment.hparams:
+            merged.append((at, segment.hparams))
+        at += segment.end - segment.start
     return merged

@@ -6,21 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search.store import RunData, exploits, schedule
-from search.strategy import oriented_score
-
-
-def best_member(run: RunData) -> int | None:
-    """The member whose latest validation objective is best (failed members only if no other has
-    one; ties to the lowest id); ``None`` before any evaluation. The test split never chooses."""
-    members = run.members
-    if members.empty:
-        return None
-    scored = [
-        (row["status"] != "failed", oriented_score(float(row["objective"]), run.info["mode"]), -int(row["member"]))
-        for _, row in members.iterrows() if not math.isnan(float(row["objective"]))
-    ]
-    return -max(scored)[2] if scored else None
+from search.store import RunData, best_member, exploits, schedule
 
 
 def summarize(run: RunData, *, budget_steps: int, wall_seconds: float, train_seconds: float) -> dict[str, Any]:

@@ -9,11 +9,10 @@ from matplotlib.collections import LineCollection, PathCollection
 
 from dashboard_runs import write_scripted_run, write_toy_run
 from dashboards.figures import (
-    best_so_far, comparison_figure, hparams_figure, lineage_figure, objective_figure, overlay_figure,
-    png_bytes, save_run_figures, toy_figure,
+    comparison_figure, hparams_figure, lineage_figure, objective_figure, overlay_figure, png_bytes,
+    save_run_figures, toy_figure,
 )
-from dashboards.lineage import best_member, lineage_path
-from search.store import RunStore, exploits, load_run
+from search.store import RunStore, ancestry, best_member, best_so_far, exploits, load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -84,7 +83,11 @@ def test_hparams_figure_puts_choices_on_a_category_axis_and_shows_dollars_litera
     assert choice_ax.get_yscale() == "linear"
 
 
-def test_lineage_path_follows_donors_back_in_the_order_exploits_happened(tmp_path):
+def lineage_path(run, member: int) -> list[tuple[int, int, int]]:
+    return [(s.member, s.start, s.end) for s in ancestry(run, member)]
+
+
+def test_ancestry_follows_donors_back_in_the_order_exploits_happened(tmp_path):
     # 0 copies 1 at step 4; 2 copies 0 at step 8; right after, 0 copies 1 at its step 8 too: that
     # must not rewrite 2's history.
     run_dir = write_scripted_run(tmp_path / "run", population=3, steps=16, eval_every=4,
@@ -111,7 +114,7 @@ def test_lineage_figure_draws_an_edge_per_exploit_and_highlights_the_best_line(t
     assert "best: member 2" in ax.get_title()
 
 
-def test_best_member_prefers_the_summary_and_skips_nan(tmp_path, pbt_run):
+def test_best_member_agrees_with_the_summary_and_skips_nan(tmp_path, pbt_run):
     run = load_run(pbt_run)
     assert best_member(run) == run.summary["best"]["member"]
     nan_dir = write_scripted_run(tmp_path / "nan", population=3, steps=4, eval_every=4,

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from models.errors import StoreError
-from search.store import RunStore, exploits, load_run, schedule
+from search.store import RunStore, ancestry, exploits, load_run, schedule, weight_steps
 
 CONFIG = {"objective": "Q", "mode": "max", "space": {"h0": {"uniform": [0.0, 1.0]}}}
 
@@ -102,6 +102,9 @@ def test_open_and_create_refuse_what_is_not_theirs(tmp_path):
     (tmp_path / "bad" / "run.db").write_text("not sqlite at all, just text" * 100)
     with pytest.raises(StoreError):
         load_run(tmp_path / "bad")
+    (tmp_path / "run" / "summary.json").write_text('{"best": ')  # not as write_summary writes
+    with pytest.raises(StoreError, match=r"summary\.json: cannot read"):
+        load_run(tmp_path / "run")
 
 
 def test_exploits_and_schedule_follow_the_lineage(tmp_path):
@@ -129,4 +132,9 @@ def test_schedule_uses_the_donors_weight_clock(tmp_path):
         store.add_event(0.0, "start", m, 0, {"hparams": {"h0": float(m)}})
     _exploit(store, 1.0, 1, 10, 0, 30, {"h0": 1.0}, {"h0": 0.5})  # 1's weights at its step 10 ~ clock 30
     _exploit(store, 2.0, 2, 40, 1, 20, {"h0": 2.0}, {"h0": 0.8})  # 1 at its step 20 = clock 40
-    assert schedule(load_run(tmp_path / "run"), 2) == [(0, {"h0": 0.0}), (30, {"h0": 0.5}), (40, {"h0": 0.8})]
+    run = load_run(tmp_path / "run")
+    assert schedule(run, 2) == [(0, {"h0": 0.0}), (30, {"h0": 0.5}), (40, {"h0": 0.8})]
+    assert [(s.member, s.start, s.end) for s in ancestry(run, 2, 50)] == [(0, 0, 30), (1, 10, 20), (2, 40, 50)]
+    assert weight_steps(run, 2, 50) == 50  # 30 of 0's, 10 of 1's, 10 of its own
+    assert weight_steps(run, 2, 39) == 39  # before its exploit: its own weights
+    assert weight_steps(run, 1, 25) == 45
