@@ -17,8 +17,7 @@ from pbt.exploit import tournament, truncation_donor
 from pbt.explore import explore
 from pbt.settings import PBTSettings
 from search.budget import Budget
-from search.independent import initial_hparams
-from search.random import optuna_samples
+from search.random import random_population
 from search.space import SearchSpace
 from search.strategy import Decision, Exploit, PopulationView, SegmentResult, Start, Strategy, Train
 
@@ -45,8 +44,8 @@ class _Member:
 class PBTStrategy(Strategy):
     """PBT over ``budget.population`` members, each trained ``budget.steps`` steps in segments.
 
-    Members start like random search (the ``initial`` entries, then draws from the prior as
-    ``RandomStrategy`` makes them, so both start from the same population for a seed). Segments end
+    Members start like random search (``random_population``: the ``initial`` entries, then draws
+    from the prior, so both start from the same population for a seed). Segments end
     on multiples of ``settings.interval`` (the last one at ``budget.steps``). At the end of a segment
     a member with steps left and ``step >= burn_in`` is *ready*: it exploits (truncation or binary
     tournament, only from a strictly better donor) and explores, giving ``Exploit`` then ``Train``;
@@ -75,9 +74,7 @@ class PBTStrategy(Strategy):
         self.budget = budget
         self.settings = settings
         self.rng = rng
-        fixed = initial_hparams(space, budget, initial)
-        population = fixed + optuna_samples(space, budget.population - len(fixed), rng)
-        self._members = [_Member(hparams=h) for h in population]
+        self._members = [_Member(hparams=h) for h in random_population(space, budget, initial, rng)]
         self._ready: list[int] = []  # asynchronous: in the order members became ready
         self._boundaries: dict[int, dict[int, float]] = {}  # synchronous: scores at undecided boundaries
 

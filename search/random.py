@@ -19,7 +19,16 @@ from search.independent import IndependentStrategy, initial_hparams
 from search.space import SearchSpace
 
 
-def optuna_samples(space: SearchSpace, count: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+def random_population(
+    space: SearchSpace, budget: Budget, initial: Sequence[Mapping[str, Any]], rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """The ``initial`` entries, then independent draws from the prior up to ``budget.population``:
+    how random search and PBT start, so that both start from the same members for a seed."""
+    fixed = initial_hparams(space, budget, initial)
+    return fixed + _prior_draws(space, budget.population - len(fixed), rng)
+
+
+def _prior_draws(space: SearchSpace, count: int, rng: np.random.Generator) -> list[dict[str, Any]]:
     """``count`` independent draws from the prior via Optuna's ``RandomSampler`` seeded from ``rng``."""
     sampler = optuna.samplers.RandomSampler(seed=int(rng.integers(2**32)))
     verbosity = optuna.logging.get_verbosity()
@@ -45,5 +54,4 @@ class RandomStrategy(IndependentStrategy):
         initial: Sequence[Mapping[str, Any]],
         rng: np.random.Generator,
     ) -> None:
-        fixed = initial_hparams(space, budget, initial)
-        super().__init__(budget, fixed + optuna_samples(space, budget.population - len(fixed), rng))
+        super().__init__(budget, random_population(space, budget, initial, rng))

@@ -125,10 +125,7 @@ class RunStore:
     def open(cls, run_dir: Path) -> "RunStore":
         """Open an existing run for writing (resume); ``StoreError`` if it is not a run directory."""
         run_dir = Path(run_dir)
-        path = run_dir / DB_NAME
-        if not path.is_file():
-            raise StoreError(f"{run_dir}: not a run directory (no {DB_NAME})")
-        store = cls(run_dir, _connect(path))
+        store = cls(run_dir, _connect(_db_path(run_dir)))
         _check_format(store._conn, run_dir)
         return store
 
@@ -255,6 +252,14 @@ class RunStore:
         return path
 
 
+def _db_path(run_dir: Path) -> Path:
+    """``run_dir/run.db``; ``StoreError`` if there is none (not a run directory)."""
+    path = run_dir / DB_NAME
+    if not path.is_file():
+        raise StoreError(f"{run_dir}: not a run directory (no {DB_NAME})")
+    return path
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -308,9 +313,7 @@ class RunData:
 def load_run(run_dir: str | Path) -> RunData:
     """Load a run directory read-only; safe while the run is still being written."""
     run_dir = Path(run_dir)
-    path = run_dir / DB_NAME
-    if not path.is_file():
-        raise StoreError(f"{run_dir}: not a run directory (no {DB_NAME})")
+    path = _db_path(run_dir)
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error as exc:
