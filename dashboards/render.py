@@ -78,10 +78,24 @@ def _time(unix: float | None) -> str:
     return dt.datetime.fromtimestamp(unix, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def best_objective(run: RunData) -> tuple[int | None, float | None]:
+    """The best member (``search.store.best_member``) and its latest validation objective."""
+    best = best_member(run)
+    if best is None:
+        return None, None
+    return best, float(run.members.set_index("member")["objective"][best])
+
+
+def _best_test(run: RunData) -> dict[str, float]:
+    """The best member's test metrics from ``summary.json``; ``{}`` until the run has a best member."""
+    best = (run.summary or {}).get("best")
+    return dict(best.get("test") or {}) if isinstance(best, dict) else {}
+
+
 def info_table(run: RunData) -> str:
     """The run at a glance: strategy, status, budget, progress, best member and its test metrics."""
     info = run.info
-    best = best_member(run)
+    best, objective = best_objective(run)
     summary = run.summary or {}
     rows: list[tuple[str, Any]] = [
         ("strategy", info.get("strategy")), ("seed", info.get("seed")),
@@ -93,13 +107,11 @@ def info_table(run: RunData) -> str:
         ("started", _time(info.get("started_at"))), ("finished", _time(info.get("finished_at"))),
     ]
     if best is not None:
-        objective = run.members.set_index("member")["objective"].get(best)
-        rows.append(("best member", best))
-        rows.append(("best objective", summary.get("best", {}).get("objective", objective)))
+        rows += [("best member", best), ("best objective", objective)]
     for key in ("budget_steps", "wall_seconds", "train_seconds"):
         if key in summary:
             rows.append((key.replace("_", " "), summary[key]))
-    for key, value in sorted((summary.get("best", {}).get("test") or {}).items()):
+    for key, value in sorted(_best_test(run).items()):
         rows.append((f"best member {key}", value))
     return table(["", "value"], rows, text_columns=["", "value"])
 
@@ -139,17 +151,10 @@ def exploits_table(run: RunData) -> str:
     return table(columns, rows, text_columns=[columns[-1]])
 
 
-def best_schedule(run: RunData) -> list[tuple[int, dict]]:
-    """The best member's hyperparameters over time through its lineage (``summary.json``'s when final)."""
-    if run.summary and isinstance(run.summary.get("best"), dict) and "schedule" in run.summary["best"]:
-        return [(int(step), dict(hp)) for step, hp in run.summary["best"]["schedule"]]
-    best = best_member(run)
-    return [] if best is None else schedule(run, best)
-
-
 def schedule_table(run: RunData) -> str:
     """The best member's schedule: from which step (on the weights' clock) which hyperparameters held."""
-    entries = best_schedule(run)
+    best = best_member(run)
+    entries = [] if best is None else schedule(run, best)
     names = list(dict.fromkeys(k for _, hp in entries for k in hp))
     return table(["from step", *names], [[step, *(hp.get(n) for n in names)] for step, hp in entries])
 
@@ -162,18 +167,13 @@ def config_block(run: RunData) -> str:
 
 def comparison_table(labels: Sequence[str], runs: Sequence[RunData]) -> str:
     """Several runs side by side: strategy, seed, status, progress, best objective, its test metrics."""
-    tests = sorted({k for run in runs for k in ((run.summary or {}).get("best", {}).get("test") or {})})
+    tests = sorted({k for run in runs for k in _best_test(run)})
     columns = ["run", "strategy", "seed", "status", "evaluations", "exploits", "best member",
                "best objective", *tests, "budget steps", "wall seconds"]
     rows = []
     for label, run in zip(labels, runs):
-        summary = run.summary or {}
-        best = best_member(run)
-        objective = (summary.get("best", {}).get("objective") if summary else
-                     None if best is None else run.members.set_index("member")["objective"].get(best))
-        test = summary.get("best", {}).get("test") or {}
+        summary, test = run.summary or {}, _best_test(run)
         rows.append([label, run.info.get("strategy"), run.info.get("seed"), run.info.get("status"),
-                     len(run.results), len(exploits(run)), best, objective,
+                     len(run.results), len(exploits(run)), *best_objective(run),
                      *(test.get(k) for k in tests), summary.get("budget_steps"), summary.get("wall_seconds")])
     return table(columns, rows, text_columns=["run", "strategy", "status"])
-

@@ -27,11 +27,11 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from dashboards.figures import figure_names, overlay_figure, png_bytes, render_run_figure
 from dashboards.render import (
-    comparison_table, config_block, exploits_table, fmt, info_table, members_table, page,
-    schedule_table, table,
+    best_objective, comparison_table, config_block, exploits_table, fmt, info_table, members_table,
+    page, schedule_table, table,
 )
 from models.errors import ConfigError, PBTError
-from search.store import DB_NAME, SUMMARY_NAME, RunData, best_member, load_run
+from search.store import DB_NAME, SUMMARY_NAME, RunData, load_run
 
 POLL_MS = 2000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -304,8 +304,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
             except PBTError as exc:
                 rows.append([pick, link, "", "", "unreadable", "", "", "", str(exc)])
                 continue
-            run, best = loaded.run, best_member(loaded.run)
-            objective = None if best is None else run.members.set_index("member")["objective"].get(best)
+            run = loaded.run
+            best, objective = best_objective(run)
             versions.append(loaded.version)
             rows.append([pick, link, run.info.get("strategy"), run.info.get("seed"),
                          run.info.get("status"), run.info.get("population"), len(run.results),

@@ -13,7 +13,8 @@ import pytest
 from dashboard_runs import write_scripted_run
 from dashboards.report import write_report
 from models.errors import StoreError
-from search.store import exploits, load_run
+from search.store import RunStore, exploits, load_run
+from search.summary import summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert(1)</script>"
@@ -97,3 +98,13 @@ def test_report_escapes_every_string_from_config_and_trainable(tmp_path):
 def test_report_of_a_directory_that_is_no_run_raises_store_error(tmp_path):
     with pytest.raises(StoreError, match="not a run directory"):
         write_report(tmp_path)
+
+
+def test_report_of_a_run_whose_members_all_failed_has_no_best_member(tmp_path):
+    run_dir = write_scripted_run(tmp_path / "failed", population=2, steps=4, eval_every=4,
+                                 objective=lambda m, s: float("nan"), errors={0: "boom", 1: "boom"})
+    summary = summarize(load_run(run_dir), budget_steps=8, wall_seconds=1.0, train_seconds=0.5)
+    assert summary["best"] is None
+    RunStore.open(run_dir).write_summary(summary)
+    cells = [row[0] for t in parse(write_report(run_dir).read_text()).tables for row in t if row]
+    assert "budget steps" in cells and "best member" not in cells
