@@ -25,15 +25,16 @@ def steps_to_target(run: RunData, target: float) -> float:
 
 
 def comparison_row(run: RunData, summary: dict) -> dict:
-    """One row of ``comparison.csv`` for a finished run."""
-    best = summary["best"]
+    """One row of ``comparison.csv`` for a finished run (no best member, NaN objective, when every
+    member failed before its first evaluation)."""
+    best = summary["best"] or {}
     row = {
         "strategy": summary["strategy"],
         "seed": summary["seed"],
-        "best_member": best["member"],
-        "best_objective": best["objective"],
+        "best_member": best.get("member"),
+        "best_objective": best.get("objective", math.nan),
     }
-    row.update(sorted(best["test"].items()))
+    row.update(sorted(best.get("test", {}).items()))
     row.update(
         budget_steps=summary["budget_steps"],
         wall_seconds=summary["wall_seconds"],

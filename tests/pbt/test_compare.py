@@ -16,7 +16,7 @@ import pytest
 
 from models.errors import ConfigError
 from pbt.cli import main
-from pbt.compare import steps_to_target, summarize
+from pbt.compare import comparison_row, steps_to_target, summarize
 from pbt.strategies import parse_strategies
 from search.store import load_run
 
@@ -67,6 +67,14 @@ def test_steps_to_target_is_the_population_budget_when_the_target_is_first_reach
     reached_at = int(results.index[results["objective"] >= best][0]) + 1
     assert steps_to_target(run, best) == reached_at * run.info["eval_every"]
     assert math.isnan(steps_to_target(run, best + 1.0))
+
+
+def test_a_run_without_a_best_member_is_a_row_with_no_objective(comparison):
+    run = load_run(comparison / "grid-seed0")
+    summary = {**run.summary, "best": None}  # what summarize writes when every member failed early
+    row = comparison_row(run, summary)
+    assert row["best_member"] is None and math.isnan(row["best_objective"])
+    assert not any(key.startswith("test_") for key in row)
 
 
 def test_summary_counts_runs_that_reached_the_target():
