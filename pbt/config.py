@@ -21,6 +21,7 @@ import numpy as np
 from models.checks import reject_unknown
 from models.errors import ConfigError
 from pbt.settings import PBTSettings
+from pbt.strategy import check_interval
 from search.budget import Budget
 from search.independent import initial_hparams
 from search.space import SearchSpace
@@ -131,16 +132,13 @@ def _trainable(table: dict[str, Any]) -> TrainableConfig:
 def _pbt(table: dict[str, Any], budget: Budget) -> PBTSettings:
     reject_unknown(table, [f.name for f in dataclasses.fields(PBTSettings)], "pbt")
     settings = PBTSettings(**table)
-    if settings.interval % budget.eval_every:
-        raise ConfigError(
-            f"pbt.interval: must be a multiple of budget.eval_every ({budget.eval_every}), got {settings.interval}"
-        )
+    check_interval(settings, budget)
     return settings
 
 
 def _grid(table: dict[str, Any], space: SearchSpace) -> dict[str, tuple]:
-    space.grid(table, 0)  # validates names and values; the sizes are checked when a grid is built
-    return {name: tuple(space[name].canonical(v) for v in values) for name, values in table.items()}
+    """The ``[grid]`` lists checked (their product against the population is checked when a grid is built)."""
+    return {name: tuple(values) for name, values in space.grid_values(table).items()}
 
 
 def _initial(entries: Any, space: SearchSpace, budget: Budget) -> tuple[dict, ...]:

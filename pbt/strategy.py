@@ -24,6 +24,14 @@ from search.strategy import Decision, Exploit, PopulationView, SegmentResult, St
 Status = Literal["new", "idle", "busy", "ready", "done", "failed"]
 
 
+def check_interval(settings: PBTSettings, budget: Budget) -> None:
+    """``pbt.interval`` must be a multiple of ``budget.eval_every``: a member is ready on an evaluation."""
+    if settings.interval % budget.eval_every:
+        raise ConfigError(
+            f"pbt.interval: must be a multiple of budget.eval_every ({budget.eval_every}), got {settings.interval}"
+        )
+
+
 @dataclass
 class _Member:
     """The strategy's own record of one member: what it holds and where it is.
@@ -65,11 +73,7 @@ class PBTStrategy(Strategy):
 
     def __init__(self, space: SearchSpace, budget: Budget, settings: PBTSettings,
                  initial: Sequence[Mapping[str, Any]], rng: np.random.Generator) -> None:
-        if settings.interval % budget.eval_every:
-            raise ConfigError(
-                f"pbt.interval: must be a multiple of budget.eval_every ({budget.eval_every}), "
-                f"got {settings.interval}"
-            )
+        check_interval(settings, budget)
         self.space = space
         self.budget = budget
         self.settings = settings

@@ -216,13 +216,9 @@ class SearchSpace(Mapping[str, Dimension]):
             out[name] = dim.canonical(value)
         return out
 
-    def grid(self, explicit: Mapping[str, Sequence[Any]], count: int) -> list[dict[str, Any]]:
-        """Exactly ``count`` grid points: the cross product of one value list per dimension, in order.
-
-        ``explicit`` (the ``[grid]`` table) gives lists for some dimensions; every other dimension
-        gets ``n`` points (``Dimension.points``), all its values for a choice, with ``n`` chosen so
-        the product is ``count``. Raises ``ConfigError`` saying the sizes and how to fix them.
-        """
+    def grid_values(self, explicit: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+        """The ``[grid]`` table checked: each list non-empty, of distinct values of its dimension,
+        in the dimension's Python type. Raises ``ConfigError`` naming ``grid.<name>``."""
         lists: dict[str, list[Any]] = {}
         for name, values in explicit.items():
             if name not in self._dims:
@@ -230,7 +226,7 @@ class SearchSpace(Mapping[str, Dimension]):
             if not isinstance(values, (list, tuple)) or not values:
                 raise ConfigError(f"grid.{name}: must be a non-empty list of values, got {values!r}")
             dim = self._dims[name]
-            canon = []
+            canon: list[Any] = []
             for value in values:
                 if not dim.contains(value):
                     raise ConfigError(f"grid.{name}: {value!r} is outside the space ({_describe(dim)})")
@@ -238,6 +234,16 @@ class SearchSpace(Mapping[str, Dimension]):
                     raise ConfigError(f"grid.{name}: {value!r} is listed twice")
                 canon.append(dim.canonical(value))
             lists[name] = canon
+        return lists
+
+    def grid(self, explicit: Mapping[str, Sequence[Any]], count: int) -> list[dict[str, Any]]:
+        """Exactly ``count`` grid points: the cross product of one value list per dimension, in order.
+
+        ``explicit`` (the ``[grid]`` table) gives lists for some dimensions; every other dimension
+        gets ``n`` points (``Dimension.points``), all its values for a choice, with ``n`` chosen so
+        the product is ``count``. Raises ``ConfigError`` saying the sizes and how to fix them.
+        """
+        lists = self.grid_values(explicit)
         if count == 0:
             return []
         free = [n for n, d in self._dims.items() if n not in lists and d.kind != "choice"]
