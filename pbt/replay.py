@@ -30,8 +30,10 @@ def replay(run_dir: str | Path, seed: int | None = None) -> dict[str, Any]:
     ``replay``: the final metrics (validation and ``test_*``) of the best member and of the replay.
     """
     run = load_run(run_dir)
-    if run.summary is None or run.summary.get("best") is None:
-        raise StoreError(f"{run.run_dir}: no finished run to replay (summary.json has no best member)")
+    if run.summary is None:
+        raise StoreError(f"{run.run_dir}: the run has not finished (no summary.json); replay it once it has")
+    if run.summary.get("best") is None:
+        raise StoreError(f"{run.run_dir}: no member has a validation objective, so there is no schedule to replay")
     config = parse_config(run.info["config"], source=str(Path(run_dir) / DB_NAME))
     member = int(run.summary["best"]["member"])
     plan = schedule(run, member)

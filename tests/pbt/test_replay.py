@@ -71,8 +71,11 @@ def test_replay_of_an_mlp_run_reports_validation_and_test_metrics(ray_session, t
 def test_replay_needs_a_finished_run(tmp_path: Path) -> None:
     store = RunStore.create(tmp_path / "run", config={}, strategy="pbt", seed=0, population=2,
                             steps_per_member=8, eval_every=4, objective="Q", mode="max")
+    with pytest.raises(StoreError, match="the run has not finished"):
+        replay(tmp_path / "run")
+    store.write_summary({"strategy": "pbt", "best": None})  # every member failed before evaluating
     store.close()
-    with pytest.raises(StoreError, match="no finished run to replay"):
+    with pytest.raises(StoreError, match="no member has a validation objective"):
         replay(tmp_path / "run")
     with pytest.raises(StoreError, match="not a run directory"):
         replay(tmp_path / "nowhere")
