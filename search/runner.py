@@ -1,11 +1,13 @@
 """The runner: drives any ``Strategy`` over a ``WorkerPool`` and records everything in the ``RunStore``.
 
-It asks the strategy, carries out ``Start`` / ``Train`` / ``Exploit`` in the order given, splits each
-``Train`` into calls of ``eval_every`` steps, dispatches them to free workers (preferring the worker
-that ran the member last; up to ``max_inflight`` calls queued per worker so dispatch latency hides
-behind training), tells the strategy each finished segment, writes a result row per evaluation and
-the events, reports ``Progress``, snapshots the run for resume (states written by a
-``CheckpointWriter`` thread), and writes ``summary.json`` at the end.
+It asks the strategy, carries out ``Start`` / ``Train`` / ``Exploit`` in the order given, cuts each
+``Train`` into work items of whole ``eval_every`` periods, and dispatches them to free workers
+(preferring the worker that ran the member last; up to ``max_inflight`` calls queued per worker so
+dispatch latency hides behind training). One call carries several members' items when many are
+waiting (Ray's per-call cost is paid once for them); each item still returns its own state, and the
+strategy is told each member's finished segment as its call returns. The runner writes a result row
+per evaluation and the events (one transaction per call), reports ``Progress``, snapshots the run
+for resume (states written by a ``CheckpointWriter`` thread), and writes ``summary.json`` at the end.
 
 Weights move as object references owned by this driver: a call's state output is the member's new
 state, an exploit hands the receiver the donor's reference. Each state has a version number; a
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -33,7 +35,7 @@ from search.summary import summarize
 from search.strategy import (
     Exploit, Mode, MemberView, PopulationView, SegmentResult, Start, Strategy, Train, oriented_score,
 )
-from workers.actor import Report, StateUnavailable
+from workers.actor import HELD_MEMBERS, Report, StateUnavailable, WorkItem
 from workers.pool import PoolWorker, WorkerPool
 
 MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not retried forever
@@ -62,15 +64,25 @@ class _Segment:
 
 
 @dataclass
-class _Call:
+class _Item:
+    """One member's part of a call: ``steps`` from ``start``, producing state ``version`` (``state``)."""
+
     member: int
     worker: str
     start: int
     steps: int
     version: int
-    report: ray.ObjectRef
     state: ray.ObjectRef
     discard: bool = False
+
+
+@dataclass
+class _Call:
+    """One Ray call on ``worker``: its items run in order; ``report`` resolves to their reports."""
+
+    worker: str
+    report: ray.ObjectRef
+    items: list[_Item]
 
 
 @dataclass
@@ -87,7 +99,7 @@ class _Member:
     origin: int | None = None  # the member whose training produced `version`
     node: str | None = None  # the node holding `ref`'s primary copy
     segment: _Segment | None = None
-    calls: deque[_Call] = field(default_factory=deque)
+    calls: deque[_Item] = field(default_factory=deque)
     last_worker: str | None = None
     deaths: int = 0
 
@@ -116,7 +128,7 @@ class Runner:
         self.members: dict[int, _Member] = {}
         self.queues: dict[str, list[_Call]] = {}
         self._seconds_per_step: float | None = None
-        self._holds: dict[str, int] = {}  # worker -> the state version it will hold after its queue
+        self._holds: dict[str, OrderedDict[int, int]] = {}  # worker -> member -> version held after its queue
         self._here = ray.get_runtime_context().get_node_id()
         self.writer = CheckpointWriter(store.run_dir / CHECKPOINTS_DIR)
         self.budget_steps = 0
@@ -242,24 +254,38 @@ class Runner:
     # -- dispatch ----------------------------------------------------------------------------
     def _dispatch(self) -> None:
         """Fill the ready workers' queues level by level, so an idle worker gets work before a busy
-        one gets a second call."""
+        one gets a second call. The waiting members are shared out over the free queue slots; a call
+        takes its share (fewer once it holds ``CALL_TARGET_S`` of training)."""
         ready = self.pool.poll()
         ready_ids = {w.id for w in ready}
+        free = sum(max(0, self.max_inflight - len(self.queues.get(w.id, ()))) for w in ready)
+        waiting = sum(m.segment is not None and m.status == "running" and m.planned() < m.segment.end
+                      for m in self.members.values())
+        if not free or not waiting:
+            return
+        share = math.ceil(waiting / free)
         for depth in range(self.max_inflight):
             for worker in ready:
                 queue = self.queues.setdefault(worker.id, [])
                 if len(queue) == depth:
-                    m = self._pick(worker.id, ready_ids, idle=depth == 0)
-                    if m is not None:
-                        self._submit(m, worker)
+                    chosen: list[_Member] = []
+                    seconds = 0.0
+                    while len(chosen) < share and seconds < CALL_TARGET_S:
+                        m = self._pick(worker.id, ready_ids, idle=depth == 0, exclude=chosen)
+                        if m is None:
+                            break
+                        chosen.append(m)
+                        seconds += self._item_steps(m) * (self._seconds_per_step or 0.0)
+                    if chosen:
+                        self._submit(chosen, worker)
 
-    def _pick(self, worker_id: str, ready_ids: set[str], idle: bool) -> _Member | None:
+    def _pick(self, worker_id: str, ready_ids: set[str], idle: bool, exclude: list[_Member]) -> _Member | None:
         """The member ``worker_id`` should train next: the one it is already training, then the ones it
         ran last, then those whose worker is gone, then those of busy workers (if ``worker_id`` is
         idle, or their worker is full)."""
         best, best_rank = None, 4
         for _, m in sorted(self.members.items()):
-            if m.segment is None or m.status != "running" or m.planned() >= m.segment.end:
+            if m.segment is None or m.status != "running" or m.planned() >= m.segment.end or m in exclude:
                 continue
             if m.calls:
                 rank = 0 if m.calls[-1].worker == worker_id else 4  # a member's calls stay on one worker
@@ -275,23 +301,40 @@ class Runner:
                 best, best_rank = m, rank
         return best
 
-    def _submit(self, m: _Member, worker: PoolWorker) -> None:
+    def _item_steps(self, m: _Member) -> int:
         assert m.segment is not None
-        if m.calls:
-            source, version_in, start = m.calls[-1].state, m.calls[-1].version, m.planned()
-        else:
-            source, version_in, start = m.ref, m.version, m.step
-        steps = min(self._call_steps(), m.segment.end - start)
-        version = self._next_version
-        self._next_version += 1
-        # nested when the worker will hold that version (no fetch); else Ray resolves it before the call
-        arg = [source] if source is None or self._holds.get(worker.id) == version_in else source
-        report, state = worker.handle.run.remote(
-            m.member, m.seed, m.segment.hparams, arg, version_in, version, steps, self.budget.eval_every)
-        call = _Call(m.member, worker.id, start, steps, version, report, state)
-        m.calls.append(call)
+        return min(self._call_steps(), m.segment.end - m.planned())
+
+    def _submit(self, members: list[_Member], worker: PoolWorker) -> None:
+        """One call on ``worker`` carrying the next item of each of ``members``, in order."""
+        holds = self._holds.setdefault(worker.id, OrderedDict())
+        items, sources, planned = [], [], []
+        for m in members:
+            assert m.segment is not None
+            if m.calls:
+                source, version_in, start = m.calls[-1].state, m.calls[-1].version, m.planned()
+            else:
+                source, version_in, start = m.ref, m.version, m.step
+            steps = self._item_steps(m)
+            version = self._next_version
+            self._next_version += 1
+            # nested when the worker will hold that version (no fetch); else Ray resolves it before the call
+            held = version_in is not None and version_in in holds.values()
+            sources.append([source] if source is None or held else source)
+            items.append(WorkItem(m.member, m.seed, m.segment.hparams, version_in, version, steps,
+                                  self.budget.eval_every))
+            planned.append((m, start, steps, version))
+            holds.pop(m.member, None)  # the worker's rule (workers.actor): the last HELD_MEMBERS members run
+            holds[m.member] = version
+            while len(holds) > HELD_MEMBERS:
+                holds.popitem(last=False)
+        refs = worker.handle.run.options(num_returns=len(items) + 1).remote(items, *sources)
+        call = _Call(worker.id, refs[0], [])
+        for (m, start, steps, version), state in zip(planned, refs[1:]):
+            item = _Item(m.member, worker.id, start, steps, version, state)
+            call.items.append(item)
+            m.calls.append(item)
         self.queues[worker.id].append(call)
-        self._holds[worker.id] = version
 
     def _call_steps(self) -> int:
         """Steps per call: whole evaluation periods, about ``CALL_TARGET_S`` of training, less near
@@ -300,7 +343,7 @@ class Runner:
         every = self.budget.eval_every
         if self._seconds_per_step is None:
             return every
-        queued = sum(c.steps for q in self.queues.values() for c in q if not c.discard)
+        queued = sum(i.steps for q in self.queues.values() for c in q for i in c.items if not i.discard)
         left = max(0, self.budget.total_steps - self.budget_steps - queued) * self._seconds_per_step
         seconds = min(CALL_TARGET_S, left / (4 * max(1, len(self.pool.workers))))
         return every * max(1, int(seconds / max(self._seconds_per_step * every, 1e-9)))
@@ -322,45 +365,49 @@ class Runner:
 
     def _finish_head(self, worker_id: str) -> None:
         call = self.queues[worker_id].pop(0)
-        if call.discard:
+        if all(item.discard for item in call.items):
             return
         try:
-            report = ray.get(call.report)
-        except ray.exceptions.ObjectLostError as exc:  # its input state was lost with a node
-            self._call_failed(call, exc)
-        except ray.exceptions.RayTaskError as exc:
-            self._call_failed(call, exc)
+            reports = ray.get(call.report)
+        except (ray.exceptions.ObjectLostError, ray.exceptions.RayTaskError) as exc:  # an input state lost
+            with self.store.batch():
+                for item in call.items:
+                    if not item.discard:
+                        self._call_failed(item, exc)
         except ray.exceptions.RayError as exc:  # the actor (or its node) died
             self._worker_died(worker_id, call, exc)
         else:
-            self._complete(call, report)
+            with self.store.batch():  # one transaction for the whole call
+                for item, report in zip(call.items, reports, strict=True):
+                    if item.discard:
+                        continue
+                    if report.error is None:
+                        self._complete_item(item, report)
+                    else:
+                        self._item_failed(item, report)
 
-    def _complete(self, call: _Call, report: Report) -> None:
-        with self.store.batch():
-            self._complete_call(call, report)
-
-    def _complete_call(self, call: _Call, report: Report) -> None:
-        m = self.members[call.member]
-        assert m.calls and m.calls[0] is call and m.segment is not None
+    def _complete_item(self, item: _Item, report: Report) -> None:
+        m = self.members[item.member]
+        assert m.calls and m.calls[0] is item and m.segment is not None
         m.calls.popleft()
         hparams = dict(m.segment.hparams)
         now = self._clock()
         rows = []
         for offset, metrics, seconds, at in report.evaluations:
-            step = call.start + offset
+            step = item.start + offset
             rows.append({"member": m.member, "step": step, "objective": self._objective_of(metrics),
                          "metrics": metrics, "hparams": hparams, "worker": report.worker, "node": report.node,
                          "wall_time": max(0.0, now - (report.finished_at - at)), "train_seconds": seconds})
             m.segment.evaluations.append((step, metrics))
         self.store.add_results(rows)
-        m.step = call.start + call.steps
+        m.step = item.start + item.steps
         m.metrics = dict(report.evaluations[-1][1])
-        m.ref, m.version, m.origin, m.node = call.state, call.version, m.member, report.node
+        m.ref, m.version, m.origin, m.node = item.state, item.version, m.member, report.node
         m.last_worker = report.worker
-        self._seconds_per_step = report.train_seconds / call.steps  # the latest call's pace sizes the next
+        self._seconds_per_step = report.train_seconds / item.steps  # the latest item's pace sizes the next
         if report.node != self._here:  # a copy on the driver's node outlives the node that made it
-            self.writer.track(call.version, call.state)
-        self.budget_steps += call.steps
+            self.writer.track(item.version, item.state)
+        self.budget_steps += item.steps
         self.train_seconds += report.train_seconds
         self.train_calls += 1
         if m.step == m.segment.end:
@@ -373,22 +420,40 @@ class Runner:
                 self._event("finish", m.member, m.step, {"objective": self._objective_of(m.metrics)})
         self._put_member(m)
 
-    def _call_failed(self, call: _Call, exc: ray.exceptions.RayError) -> None:
-        m = self.members[call.member]
+    def _item_failed(self, item: _Item, report: Report) -> None:
+        """The item's trainable raised (the member fails), or its state could not be fetched."""
+        assert report.error is not None
+        self._lost_or_failed(item, report.error, lost=report.lost)
+
+    def _call_failed(self, item: _Item, exc: ray.exceptions.RayError) -> None:
         cause = getattr(exc, "cause", None)
         cause = cause if isinstance(cause, BaseException) else exc
-        worker = self.pool.workers.get(call.worker)
         lost = isinstance(cause, (StateUnavailable, ray.exceptions.ObjectLostError))
+        m = self.members[item.member]
+        if lost and m.deaths < MAX_WORKER_DEATHS and self._node_alive(m.node):
+            m.deaths += 1  # its own state is intact (another item's input was lost): it goes again
+            self._drop_calls(m)
+            return
+        self._lost_or_failed(item, _one_line(cause), lost)
+
+    @staticmethod
+    def _node_alive(node: str | None) -> bool:
+        return node is not None and any(n["NodeID"] == node and n["Alive"] for n in ray.nodes())
+
+    def _lost_or_failed(self, item: _Item, error: str, lost: bool) -> None:
+        m = self.members[item.member]
+        worker = self.pool.workers.get(item.worker)
         if lost and self._recover_state(m):
-            self._event("failure", m.member, m.step, {"error": _one_line(cause), "worker": call.worker,
+            self._event("failure", m.member, m.step, {"error": error, "worker": item.worker,
                                                       "node": worker and worker.node, "recovered": True})
             self._drop_calls(m)
             return
-        self._fail(m, _one_line(cause), call.worker, worker and worker.node)
+        self._fail(m, error, item.worker, worker and worker.node)
 
     def _worker_died(self, worker_id: str, call: _Call, exc: Exception) -> None:
         worker = self.pool.workers[worker_id]
-        lost = [c for c in [call, *self.queues.pop(worker_id, [])] if not c.discard]
+        lost = [i for c in [call, *self.queues.pop(worker_id, [])] for i in c.items if not i.discard]
+        self._holds.pop(worker_id, None)
         self.pool.replace(worker_id)
         alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         for member in sorted({c.member for c in lost}):
