@@ -21,9 +21,9 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from models import ToyQuadratic
-from search.store import RunData, ancestry, best_member, best_so_far, exploits, load_run
-
-HP_PREFIX = "hp."
+from search.store import (
+    HP_PREFIX, RunData, ancestry, best_member, best_so_far, exploits, hparam_names, load_run,
+)
 
 
 def plain(text: object) -> str:
@@ -121,11 +121,6 @@ def is_loguniform(run: RunData, name: str) -> bool:
     """Whether the config's ``[space]`` declares ``name`` as ``{ loguniform = [lo, hi] }``."""
     spec = _space(run).get(name)
     return isinstance(spec, dict) and "loguniform" in spec
-
-
-def hparam_names(frame: pd.DataFrame) -> list[str]:
-    """The hyperparameter names of a results or members frame (its ``hp.<name>`` columns)."""
-    return [c[len(HP_PREFIX):] for c in frame.columns if c.startswith(HP_PREFIX)]
 
 
 def _categories(run: RunData, name: str) -> list[str]:

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from dashboards.figures import HP_PREFIX, hparam_names
-from search.store import RunData, best_member, exploits, schedule
+from search.store import HP_PREFIX, RunData, best_member, exploits, hparam_names, schedule
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em;

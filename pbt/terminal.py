@@ -10,7 +10,7 @@ from typing import TextIO
 import pandas as pd
 
 from search.progress import Progress
-from search.store import RunData
+from search.store import HP_PREFIX, RunData, hparam_names
 from search.strategy import oriented_score
 
 
@@ -120,14 +120,13 @@ def results_table(run: RunData) -> str:
     """The members ranked by objective, then the best member, its test metrics and its schedule."""
     objective = run.info["objective"]
     ranked = ranked_members(run)
-    hp_columns = [c for c in ranked.columns if c.startswith("hp.")]
     table = pd.DataFrame({
         "rank": range(1, len(ranked) + 1),
         "member": ranked["member"],
         "status": ranked["status"],
         "step": ranked["step"],
         objective: [_number(v) for v in ranked["objective"]],
-        **{c[3:]: [_number(v) for v in ranked[c]] for c in hp_columns},
+        **{name: [_number(v) for v in ranked[HP_PREFIX + name]] for name in hparam_names(ranked)},
     })
     lines = [table.to_string(index=False)]
     for row in ranked.itertuples():

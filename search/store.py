@@ -40,6 +40,7 @@ FORMAT = 1
 DB_NAME = "run.db"
 SUMMARY_NAME = "summary.json"
 CHECKPOINTS_DIR = "checkpoints"
+HP_PREFIX = "hp."  # a hyperparameter's column in the results and members frames: ``hp.<name>``
 
 _SCHEMA = """
 CREATE TABLE run (
@@ -356,7 +357,7 @@ def _results_frame(conn: sqlite3.Connection) -> pd.DataFrame:
         record: dict[str, Any] = {"member": member, "step": step,
                                   "objective": float("nan") if objective is None else objective}
         record.update(json.loads(metrics))
-        record.update({f"hp.{k}": v for k, v in json.loads(hparams).items()})
+        record.update({HP_PREFIX + k: v for k, v in json.loads(hparams).items()})
         record.update(worker=worker, node=node, wall_time=wall_time, train_seconds=train_seconds)
         records.append(record)
     base = ["member", "step", "objective"]
@@ -373,7 +374,7 @@ def _members_frame(conn: sqlite3.Connection) -> pd.DataFrame:
     for member, status, error, step, objective, hparams in rows:
         record: dict[str, Any] = {"member": member, "status": status, "error": error, "step": step,
                                   "objective": float("nan") if objective is None else objective}
-        record.update({f"hp.{k}": v for k, v in json.loads(hparams).items()})
+        record.update({HP_PREFIX + k: v for k, v in json.loads(hparams).items()})
         records.append(record)
     if not records:
         return pd.DataFrame(columns=["member", "status", "error", "step", "objective"])
@@ -390,6 +391,11 @@ def _events_frame(conn: sqlite3.Connection) -> pd.DataFrame:
     ]
     columns = ["seq", "time", "kind", "member", "step", "data"]
     return pd.DataFrame.from_records(records, columns=columns).astype({"member": "object", "step": "object"})
+
+
+def hparam_names(frame: pd.DataFrame) -> list[str]:
+    """The hyperparameter names of a results or members frame (its ``hp.<name>`` columns)."""
+    return [c[len(HP_PREFIX):] for c in frame.columns if c.startswith(HP_PREFIX)]
 
 
 # -- derived queries, built on the frames above ----------------------------------------------------

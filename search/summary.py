@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search.store import RunData, best_member, exploits, schedule
+from search.store import HP_PREFIX, RunData, best_member, exploits, hparam_names, schedule
 
 
 def summarize(run: RunData, *, budget_steps: int, wall_seconds: float, train_seconds: float) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def summarize(run: RunData, *, budget_steps: int, wall_seconds: float, train_sec
             k: float(final[k]) for k in sorted(rows.columns) if k.startswith("test_") and not math.isnan(final[k])}
         summary["best"] = {
             "member": best, "objective": float(member["objective"]), "test": test,
-            "hparams": {k[3:]: _plain(member[k]) for k in member.index if k.startswith("hp.")},
+            "hparams": {name: _plain(member[HP_PREFIX + name]) for name in hparam_names(run.members)},
             "schedule": [[step, hparams] for step, hparams in schedule(run, best)],
         }
     return summary
