@@ -15,6 +15,9 @@ Contract
   the store to the last snapshot (results past each member's snapshot step and later events are
   deleted, members are restored), and the resumed run writes from there exactly as the first one did.
   A run resumed after a crash therefore ends with no duplicated and no missing results.
+* **Derived queries** are built once, here, on a loaded run (``RunData``): ``best_member``,
+  ``best_so_far``, ``exploits``, and on the exploits ``ancestry`` (the line of weights a member
+  holds), from which ``weight_steps`` and ``schedule`` follow.
 """
 
 from __future__ import annotations
@@ -410,7 +413,6 @@ def best_member(run: RunData) -> int | None:
     return -max(scored)[2] if scored else None
 
 
-
 def best_so_far(run: RunData) -> tuple[np.ndarray, np.ndarray]:
     """``(steps, best)``: the population's best objective after each evaluation, in the order made.
 
@@ -460,29 +462,24 @@ def ancestry(run: RunData, member: int, step: int | None = None) -> list[Segment
     ``step`` matters, since it replaced the weights.
     """
     starts = {int(e.member): dict(e.data["hparams"]) for e in run.events.itertuples() if e.kind == "start"}
-    taken: dict[int, list[tuple[int, int, int, int, dict]]] = {}
-    for e in run.events.itertuples():
-        if e.kind == "exploit":
-            taken.setdefault(int(e.member), []).append(
-                (int(e.seq), int(e.step), int(e.data["donor"]), int(e.data["donor_step"]),
-                 dict(e.data["new_hparams"])))
+    taken = list(exploits(run).itertuples(index=False))  # in the order they happened
     if step is None:
         done = run.results.loc[run.results["member"] == member, "step"]
         end, upto = (int(done.max()) if len(done) else 0), math.inf
     else:
         end, upto = step, step
-    before: float = math.inf
+    before = len(taken)
     segments: list[Segment] = []
     while True:
-        found = [x for x in taken.get(member, []) if x[0] < before and x[1] <= upto]
-        if not found:
+        last = next((i for i in reversed(range(before)) if taken[i].member == member and taken[i].step <= upto), None)
+        if last is None:
             if member not in starts:
                 raise StoreError(f"{run.run_dir}: member {member} has no start event")
             segments.append(Segment(member, 0, end, starts[member]))
             return segments[::-1]
-        seq, at, donor, donor_step, hparams = found[-1]
-        segments.append(Segment(member, at, end, hparams))
-        member, end, upto, before = donor, donor_step, donor_step, seq
+        e = taken[last]
+        segments.append(Segment(member, int(e.step), end, dict(e.new_hparams)))
+        member, end, upto, before = int(e.donor), int(e.donor_step), int(e.donor_step), last
 
 
 def weight_steps(run: RunData, member: int, step: int | None = None) -> int:
