@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from dashboards.figures import comparison_figure
+from models.errors import ConfigError
 from search.store import RunData, best_so_far, load_run
 
 
@@ -92,8 +93,10 @@ def compare(
 
     Writes ``comparison.csv``, ``comparison_summary.csv`` and ``comparison.png`` into ``out`` and returns
     ``(table, summary)``. ``run_one`` runs one search from one config, so every run has the same
-    budget, and on the same workers.
+    budget, and on the same workers. ``ConfigError`` before any run if ``target`` is not finite.
     """
+    if target is not None and not math.isfinite(target):
+        raise ConfigError(f"--target: must be a finite objective level, got {target}")
     rows, runs = [], []
     for seed in range(seeds):
         for strategy in strategies:

@@ -16,7 +16,7 @@ import pytest
 
 from models.errors import ConfigError
 from pbt.cli import main
-from pbt.compare import comparison_row, steps_to_target, summarize
+from pbt.compare import compare, comparison_row, steps_to_target, summarize
 from pbt.strategies import parse_strategies
 from search.store import load_run
 
@@ -75,6 +75,15 @@ def test_a_run_without_a_best_member_is_a_row_with_no_objective(comparison):
     row = comparison_row(run, summary)
     assert row["best_member"] is None and math.isnan(row["best_objective"])
     assert not any(key.startswith("test_") for key in row)
+
+
+def test_a_target_that_is_not_finite_is_refused_before_any_run(tmp_path):
+    def run_one(strategy: str, seed: int, run_dir: Path) -> dict:
+        raise AssertionError("no run may start")
+
+    for target in (math.nan, math.inf):
+        with pytest.raises(ConfigError, match="--target: must be a finite objective level"):
+            compare(strategies=("grid",), seeds=1, out=tmp_path, run_one=run_one, target=target)
 
 
 def test_summary_counts_runs_that_reached_the_target():
