@@ -35,6 +35,7 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
+        """``D``: the width of every ``X_*``."""
         return self.X_train.shape[1]
 
 

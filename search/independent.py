@@ -26,7 +26,7 @@ class IndependentStrategy(Strategy):
     """Starts member ``i`` with ``hparams[i]`` and trains it for all the steps it has left.
 
     One ``Train`` per member: nothing here depends on results, so the runner is free to cut it
-    into calls as long as keeps workers busy (results are still recorded every ``eval_every``).
+    into calls that keep workers busy (results are still recorded every ``eval_every``).
 
     A member gets a ``Train`` only when it is idle (not busy in the view, no ``Train`` of ours
     still untold) and has steps left, so the executed budget is exactly ``population * steps``
