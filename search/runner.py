@@ -254,8 +254,9 @@ class Runner:
     # -- dispatch ----------------------------------------------------------------------------
     def _dispatch(self) -> None:
         """Fill the ready workers' queues level by level, so an idle worker gets work before a busy
-        one gets a second call. The waiting members are shared out over the free queue slots; a call
-        takes its share (fewer once it holds ``CALL_TARGET_S`` of training)."""
+        one gets a second call. The waiting members are shared out over the idle workers when all
+        are idle, else over the free queue slots; a call takes its share (fewer once it holds
+        ``CALL_TARGET_S`` of training)."""
         ready = self.pool.poll()
         ready_ids = {w.id for w in ready}
         free = sum(max(0, self.max_inflight - len(self.queues.get(w.id, ()))) for w in ready)
@@ -263,7 +264,10 @@ class Runner:
                       for m in self.members.values())
         if not free or not waiting:
             return
-        share = math.ceil(waiting / free)
+        if all(not self.queues.get(w.id) for w in ready):  # all idle (a barrier, the start): one call each
+            share = math.ceil(waiting / len(ready))
+        else:  # keep a call queued behind the running one, so the next results' turnaround hides
+            share = math.ceil(waiting / free)
         for depth in range(self.max_inflight):
             for worker in ready:
                 queue = self.queues.setdefault(worker.id, [])
