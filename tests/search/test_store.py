@@ -8,7 +8,9 @@ import sqlite3
 import pytest
 
 from models.errors import StoreError
-from search.store import RunStore, ancestry, exploits, load_run, schedule, weight_steps
+from search.store import (
+    RunStore, ancestry, best_member, best_so_far, exploits, load_run, schedule, weight_steps,
+)
 
 CONFIG = {"objective": "Q", "mode": "max", "space": {"h0": {"uniform": [0.0, 1.0]}}}
 
@@ -138,3 +140,32 @@ def test_schedule_uses_the_donors_weight_clock(tmp_path):
     assert weight_steps(run, 2, 50) == 50  # 30 of 0's, 10 of 1's, 10 of its own
     assert weight_steps(run, 2, 39) == 39  # before its exploit: its own weights
     assert weight_steps(run, 1, 25) == 45
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_best_member_ranks_failed_members_last_skips_nan_and_breaks_ties_by_id(tmp_path, mode):
+    store = RunStore.create(tmp_path / mode, config=CONFIG, strategy="random", seed=0, population=5,
+                            steps_per_member=20, eval_every=10, objective="Q", mode=mode)
+    good = 0.4 if mode == "max" else 0.2
+    rows = [(0, "finished", 0.3), (1, "failed", 0.1 if mode == "min" else 0.9), (2, "finished", good),
+            (3, "finished", float("nan")), (4, "finished", good)]
+    for member, status, objective in rows:
+        store.put_member(member, status=status, step=20, objective=objective, hparams={"h0": 0.5})
+    run = load_run(tmp_path / mode)
+    assert best_member(run) == 2  # the failed member's better score does not count; 2 ties 4
+    store.put_member(0, status="failed", step=20, objective=0.3, hparams={"h0": 0.5})
+    for member in (2, 3, 4):
+        store.put_member(member, status="failed", step=20, objective=float("nan"), hparams={"h0": 0.5})
+    assert best_member(load_run(tmp_path / mode)) == 1  # only failed members left: the best of them
+    store.close()
+
+
+def test_best_so_far_in_min_mode_counts_population_steps_and_skips_infinities(tmp_path):
+    store = RunStore.create(tmp_path / "run", config=CONFIG, strategy="random", seed=0, population=2,
+                            steps_per_member=20, eval_every=10, objective="Q", mode="min")
+    for (member, step, q) in [(0, 10, float("inf")), (1, 10, 0.5), (0, 20, 0.7), (1, 20, 0.2)]:
+        store.add_results([{**_result(member, step, q, 0.5), "wall_time": step + member}])
+    store.close()
+    steps, best = best_so_far(load_run(tmp_path / "run"))
+    assert list(steps) == [10, 20, 30, 40]
+    assert list(best[1:]) == [0.5, 0.5, 0.2] and best[0] != best[0]  # NaN until a finite objective
