@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -105,20 +106,20 @@ class RunIndex:
     def runs(self) -> dict[str, Path]:
         """``{id: run directory}``, scanned now (runs appear while the dashboard is up).
 
-        A run is a directory holding ``run.db`` that, symlinks resolved, lies inside its root.
+        A run is a directory at any depth below a root (``pbt compare`` nests its runs) holding
+        ``run.db`` that, symlinks resolved, lies inside its root.
         """
         found: dict[str, Path] = {}
         for root in self.roots:
             if not root.is_dir():
                 continue
-            candidates = [root] if (root / DB_NAME).is_file() else sorted(root.iterdir())
-            for candidate in candidates:
+            for candidate in sorted(db.parent for db in root.rglob(DB_NAME)):
                 resolved = candidate.resolve()
                 db = resolved / DB_NAME
                 inside = resolved.is_relative_to(root) and db.resolve().is_relative_to(root)
                 if not inside or not db.is_file():
                     continue
-                run_id = root.name if candidate == root else f"{root.name}/{candidate.name}"
+                run_id = "/".join((root.name, *candidate.relative_to(root).parts))
                 while run_id in found:
                     run_id += "+"
                 found[run_id] = resolved
@@ -208,6 +209,9 @@ def make_server(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: i
 def serve(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve the dashboard until interrupted; prints its URL (``port=0``: a free port)."""
     server = make_server(run_dirs, host, port)
+    if not server.index.runs():
+        print(f"pbt dashboard: no runs under {', '.join(map(str, run_dirs))} yet; new runs appear as they start",
+              file=sys.stderr)
     print(server.url, flush=True)
     try:
         server.serve_forever()

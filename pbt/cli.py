@@ -9,6 +9,7 @@ that registers its arguments and sets ``handler``, and list it in ``COMMANDS``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import traceback
@@ -52,6 +53,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+_finite_float.__name__ = "finite number"
 _non_negative_int.__name__ = "integer >= 0"  # argparse names the type in "invalid <type> value"
 _positive_int.__name__ = "integer >= 1"
 
@@ -116,7 +125,7 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", type=Path, help="the TOML config (DESIGN §6)")
     parser.add_argument("--strategies", default=COMPARED, help=f"default: {COMPARED}")
     parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 per strategy (default 3)")
-    parser.add_argument("--target", type=float, help="objective level for steps-to-target (default: median best)")
+    parser.add_argument("--target", type=_finite_float, help="objective level for steps-to-target (default: median best)")
     parser.add_argument("--out", type=Path, help="output directory (default runs/<config>-compare-<time>)")
     parser.add_argument("--address", help="an existing Ray cluster: 'auto' or 'ray://host:port' (default: local Ray)")
     parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")

@@ -73,6 +73,14 @@ def test_lists_runs_of_a_folder_and_a_single_run_but_not_symlinks_out(runs, tmp_
         assert "pbt-seed0" in state["html"]["runs"] and "sneaky" not in state["html"]["runs"]
 
 
+def test_lists_runs_nested_in_folders_as_pbt_compare_writes_them(runs):
+    write_toy_run(runs / "digits-compare" / "pbt-seed1", steps=8)
+    with serving([runs]) as server:
+        hrefs = [a["href"] for t, a in Tags(get(server.url)[2].decode()).tags if t == "a"]
+        assert "/run?id=runs/digits-compare/pbt-seed1" in hrefs
+        assert get(server.url + "run?id=runs/digits-compare/pbt-seed1")[0] == 200
+
+
 def test_run_page_state_and_figures(runs):
     with serving([runs]) as server:
         status, _, body = get(server.url + "run?id=runs/pbt-seed0")
