@@ -3,9 +3,10 @@ the digits MLP (examples/digits.toml), 2 workers. Prints ONE JSON line.
 
 utilisation = train seconds / (wall seconds x workers), wall measured by the runner from the moment
 its workers are up (Ray's and the workers' start-up excluded). dispatch overhead per train call =
-(wall x workers - train seconds) / calls. Random search ends a segment at every evaluation (100
-steps, ~11 ms of training), so each segment is one Ray call; ``whole_segments_*`` repeats the search
-with each member's steps asked as one segment, which the runner splits into ~0.2 s calls. With ``ray[tune]`` installed, the same 8 configurations
+(wall x workers - train seconds) / train calls, a train call being one member's steps in one go (a
+work item; ``ray_calls`` counts the Ray calls, each carrying one or more items). Random search asks
+each member's remaining steps as one segment, which the runner cuts into calls of up to ~0.2 s;
+``whole_segments_*`` repeats the search through a strategy that does so explicitly. With ``ray[tune]`` installed, the same 8 configurations
 (drawn by our RandomStrategy from the same seed) also run through Ray Tune in the same Ray, one trial
 per CPU, reporting every 100 steps, and the line gains Tune's wall time and the ratio.
 
@@ -72,6 +73,7 @@ def ours(config, seed: int, out: Path, whole_segments: bool = False) -> tuple[di
     return {
         "wall_seconds": round(wall, 3), "train_seconds": round(train, 3),
         "utilisation": round(train / (wall * WORKERS), 3), "train_calls": runner.train_calls,
+        "ray_calls": runner.ray_calls,
         "dispatch_overhead_ms": round((wall * WORKERS - train) / runner.train_calls * 1000, 3),
         "budget_steps": summary["budget_steps"], "best_val": summary["best"]["objective"],
     }, hparams

@@ -113,7 +113,7 @@ class Runner:
     def __init__(
         self, strategy: Strategy, store: RunStore, pool: WorkerPool, *, budget: Budget, objective: str,
         mode: Mode, seed: int, on_progress: Callable[[Progress], None] | None = None,
-        checkpoint_every_s: float = 2.0, max_inflight: int = 2,
+        checkpoint_every_s: float = 1.0, max_inflight: int = 2,
     ) -> None:
         self.strategy = strategy
         self.store = store
@@ -133,7 +133,8 @@ class Runner:
         self.writer = CheckpointWriter(store.run_dir / CHECKPOINTS_DIR)
         self.budget_steps = 0
         self.train_seconds = 0.0
-        self.train_calls = 0
+        self.train_calls = 0  # work items (a member's steps in one call), over the whole run
+        self.ray_calls = 0  # Ray calls made by this driver (one carries one or more items)
         self.exploits = 0
         self._next_version = 0
         self._elapsed_base = 0.0
@@ -312,7 +313,7 @@ class Runner:
     def _submit(self, members: list[_Member], worker: PoolWorker) -> None:
         """One call on ``worker`` carrying the next item of each of ``members``, in order."""
         holds = self._holds.setdefault(worker.id, OrderedDict())
-        items, sources, planned = [], [], []
+        items, refs, resolved, planned = [], [], [], []
         for m in members:
             assert m.segment is not None
             if m.calls:
@@ -324,7 +325,9 @@ class Runner:
             self._next_version += 1
             # nested when the worker will hold that version (no fetch); else Ray resolves it before the call
             held = version_in is not None and version_in in holds.values()
-            sources.append([source] if source is None or held else source)
+            refs.append(source if source is None or held else None)
+            if not (source is None or held):
+                resolved.append(source)
             items.append(WorkItem(m.member, m.seed, m.segment.hparams, version_in, version, steps,
                                   self.budget.eval_every))
             planned.append((m, start, steps, version))
@@ -332,9 +335,10 @@ class Runner:
             holds[m.member] = version
             while len(holds) > HELD_MEMBERS:
                 holds.popitem(last=False)
-        refs = worker.handle.run.options(num_returns=len(items) + 1).remote(items, *sources)
-        call = _Call(worker.id, refs[0], [])
-        for (m, start, steps, version), state in zip(planned, refs[1:]):
+        out = worker.handle.run.options(num_returns=len(items) + 1).remote(items, refs, *resolved)
+        self.ray_calls += 1
+        call = _Call(worker.id, out[0], [])
+        for (m, start, steps, version), state in zip(planned, out[1:]):
             item = _Item(m.member, worker.id, start, steps, version, state)
             call.items.append(item)
             m.calls.append(item)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import ray
 
@@ -36,10 +36,12 @@ class TrainableSpec:
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class WorkItem:
+class WorkItem(NamedTuple):
     """Advance ``member`` by ``steps`` from state ``version_in`` (``None``: a fresh trainable seeded
-    ``seed``) with ``hparams``, evaluating every ``eval_every`` steps; its new state is ``version_out``."""
+    ``seed``) with ``hparams``, evaluating every ``eval_every`` steps; its new state is ``version_out``.
+
+    A plain tuple on the wire: Ray packs it with msgpack instead of pickling a class (cheaper for
+    the driver, which shares the cores with the workers)."""
 
     member: int
     seed: int
@@ -96,17 +98,20 @@ class Worker:
         """Build one trainable and drop it: imports and data-set caches load before the clock starts."""
         self.spec.cls(dict(hparams), seed, **self.spec.settings)
 
-    def run(self, items: list[WorkItem], *sources: list | Mapping[str, Any] | None) -> tuple:
-        """Run ``items`` in order; returns ``(reports, state, state, ...)`` (call it with
-        ``num_returns=len(items) + 1``). A state is ``None`` for an item that failed.
+    def run(self, items: Sequence[Sequence[Any]], refs: list, *resolved: Mapping[str, Any]) -> tuple:
+        """Run ``items`` (``WorkItem`` fields) in order; returns ``(reports, state, state, ...)`` (call
+        it with ``num_returns=len(items) + 1``). A state is ``None`` for an item that failed.
 
-        ``sources[i]`` is item ``i``'s incoming state: ``[state ref]``, nested so that Ray does not
-        fetch it (the worker fetches it only if it holds no trainable at ``version_in``); the state
-        itself, when the runner knew a reload was due and let Ray resolve it before the call; or
-        ``None`` for a fresh trainable.
+        ``refs[i]`` is item ``i``'s incoming state reference, nested in a list so that Ray does not
+        fetch it (the worker fetches it only if it holds no trainable at ``version_in``); ``None``
+        for a fresh trainable, or when the runner knew a reload was due and passed the state in
+        ``resolved`` (one per such item, in item order) for Ray to resolve before the call.
         """
         reports, states = [], []
-        for item, source in zip(items, sources, strict=True):
+        pending = iter(resolved)
+        for fields, ref in zip(items, refs, strict=True):
+            item = WorkItem(*fields)
+            source = ref if ref is not None or item.version_in is None else next(pending)
             started = time.time()
             try:
                 report, state = self._run_item(item, source, started)
@@ -156,10 +161,10 @@ class Worker:
         for other in self.held.values():
             if other.version == item.version_in:
                 return other.trainable.get_state()
-        if not isinstance(source, list):
+        if not isinstance(source, ray.ObjectRef):
             return source
         try:
-            return ray.get(source[0])
+            return ray.get(source)
         except Exception as exc:  # lost with its node: the driver falls back to its own copy
             raise StateUnavailable(f"state of member {item.member} v{item.version_in}: {exc}") from None
 

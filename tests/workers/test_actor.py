@@ -68,7 +68,7 @@ def test_one_call_carries_several_members_and_a_failing_item_spares_the_others(r
     worker = Worker.remote("a", SPEC)
     bad = {"h0": 1.0, "h1": 0.5, "boom": 1}  # ToyQuadratic rejects unknown hparams: that item fails alone
     items = [WorkItem(0, 0, H, None, 0, 8, 4), WorkItem(1, 0, bad, None, 1, 8, 4), WorkItem(2, 0, H, None, 2, 4, 4)]
-    refs = worker.run.options(num_returns=4).remote(items, [None], [None], [None])
+    refs = worker.run.options(num_returns=4).remote(items, [None, None, None])
     reports = ray.get(refs[0])
     assert [r.member for r in reports] == [0, 1, 2] and [r.error is None for r in reports] == [True, False, True]
     assert reports[1].error.startswith("ConfigError") and ray.get(refs[2]) is None
