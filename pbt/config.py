@@ -72,7 +72,19 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: not TOML (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not TOML ({exc})") from None
-    return parse_config(raw, str(path))
+    return parse_config(_with_dataset_beside(raw, path.parent), str(path))
+
+
+def _with_dataset_beside(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A relative ``.npz`` path in ``trainable.dataset`` made absolute, relative to the config's folder.
+
+    Workers may run in another directory (or on another node), and a resumed run from anywhere.
+    """
+    trainable = raw.get("trainable")
+    dataset = trainable.get("dataset") if isinstance(trainable, dict) else None
+    if not isinstance(dataset, str) or not dataset.endswith(".npz") or Path(dataset).is_absolute():
+        return raw
+    return {**raw, "trainable": {**trainable, "dataset": str((folder / dataset).resolve())}}
 
 
 def parse_config(raw: Mapping[str, Any], source: str) -> RunConfig:

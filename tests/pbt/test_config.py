@@ -249,3 +249,21 @@ def test_custom_trainable_with_settings_and_its_objective(custom):
     assert config.trainable.settings == {"anything": 1}
     config = parse_config(with_(trainable={"name": "custom_trainables:Good", "width": 4}, objective="score"), "c")
     assert config.trainable.settings == {"width": 4}
+
+
+def test_a_relative_npz_dataset_is_found_beside_the_config_from_any_directory(tmp_path, monkeypatch):
+    import numpy as np
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(folder / "mine.npz", X=rng.normal(size=(100, 3)), y=rng.integers(0, 2, 100))
+    digits = (Path(__file__).resolve().parents[2] / "examples" / "digits.toml").read_text()
+    (folder / "c.toml").write_text(digits.replace('dataset = "digits"', 'dataset = "mine.npz"'))
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    config = load_config(Path("project") / "c.toml")
+    assert config.trainable.settings["dataset"] == str(folder / "mine.npz")
+    assert config.raw["trainable"]["dataset"] == str(folder / "mine.npz")  # what a resume reads back
+    (folder / "c.toml").write_text(digits.replace('dataset = "digits"', 'dataset = "missing.npz"'))
+    with pytest.raises(ConfigError, match="missing.npz"):
+        load_config(Path("project") / "c.toml")
