@@ -257,7 +257,7 @@ def test_a_relative_npz_dataset_is_found_beside_the_config_from_any_directory(tm
     folder = tmp_path / "project"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    np.savez(folder / "mine.npz", X=rng.normal(size=(100, 3)), y=rng.integers(0, 2, 100))
+    np.savez(folder / "mine.npz", X=rng.normal(size=(300, 3)), y=rng.integers(0, 2, 300))
     digits = (Path(__file__).resolve().parents[2] / "examples" / "digits.toml").read_text()
     (folder / "c.toml").write_text(digits.replace('dataset = "digits"', 'dataset = "mine.npz"'))
     monkeypatch.chdir(tmp_path)  # not the config's folder
