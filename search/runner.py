@@ -285,10 +285,12 @@ class Runner:
                         self._submit(chosen, worker)
 
     def _pick(self, worker_id: str, ready_ids: set[str], idle: bool, exclude: list[_Member]) -> _Member | None:
-        """The member ``worker_id`` should train next: the one it is already training, then the ones it
-        ran last, then those whose worker is gone, then those of busy workers (if ``worker_id`` is
-        idle, or their worker is full)."""
-        best, best_rank = None, 4
+        """The member ``worker_id`` should train next: the least advanced (so the population moves
+        together, as asynchronous PBT compares members at about the same step, the way Ray Tune
+        runs the trial with the fewest iterations first); among equals, the one it is already
+        training, then the ones it ran last, then those whose worker is gone, then those of busy
+        workers (if ``worker_id`` is idle, or their worker is full)."""
+        best, best_key = None, (math.inf, 4)
         for _, m in sorted(self.members.items()):
             if m.segment is None or m.status != "running" or m.planned() >= m.segment.end or m in exclude:
                 continue
@@ -302,8 +304,8 @@ class Runner:
                 rank = 3
             else:
                 rank = 4  # its own worker is idle, or has room and no more need: it takes it
-            if rank < best_rank:
-                best, best_rank = m, rank
+            if rank < 4 and (m.planned(), rank) < best_key:
+                best, best_key = m, (m.planned(), rank)
         return best
 
     def _item_steps(self, m: _Member) -> int:
