@@ -77,15 +77,20 @@ def check_out(out: Path) -> None:
         raise ConfigError(f"--out: {out} already exists and is not an empty directory")
 
 
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """Where a search trains, and whether it shows progress: shared by run, compare and resume."""
+    parser.add_argument("--address", help="an existing Ray cluster: 'auto' or 'ray://host:port' (default: local Ray)")
+    parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help=SUBCOMMANDS["run"], description=SUBCOMMANDS["run"])
     parser.add_argument("config", type=Path, help="the TOML config (DESIGN §6)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="pbt", help="default: pbt")
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="the run's one seed (default 0)")
     parser.add_argument("--out", type=Path, help="run directory (default runs/<config>-<strategy>-seed<N>-<time>)")
-    parser.add_argument("--address", help="an existing Ray cluster: 'auto' or 'ray://host:port' (default: local Ray)")
-    parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_cluster_options(parser)
     parser.set_defaults(handler=_run)
 
 
@@ -127,9 +132,7 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 per strategy (default 3)")
     parser.add_argument("--target", type=_finite_float, help="objective level for steps-to-target (default: median best)")
     parser.add_argument("--out", type=Path, help="output directory (default runs/<config>-compare-<time>)")
-    parser.add_argument("--address", help="an existing Ray cluster: 'auto' or 'ray://host:port' (default: local Ray)")
-    parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_cluster_options(parser)
     parser.set_defaults(handler=_compare)
 
 
@@ -182,9 +185,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _add_resume(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("resume", help=SUBCOMMANDS["resume"], description=SUBCOMMANDS["resume"])
     parser.add_argument("run_dir", type=Path, help="a run directory written by pbt run")
-    parser.add_argument("--address", help="an existing Ray cluster: 'auto' or 'ray://host:port' (default: local Ray)")
-    parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_cluster_options(parser)
     parser.set_defaults(handler=_resume)
 
 
