@@ -67,14 +67,14 @@ def format_summary(summary: pd.DataFrame) -> str:
     for name in dict.fromkeys(col for col, _ in summary.columns):
         if (name, "mean") in summary.columns:
             mean, std = summary[(name, "mean")], summary[(name, "std")].fillna(0.0)
-            columns[name] = ["never" if math.isnan(m) else f"{_number(m)} ± {_number(s)}" for m, s in zip(mean, std)]
+            columns[name] = ["never" if math.isnan(m) else f"{_number(m, 4)} ± {_number(s, 2)}" for m, s in zip(mean, std)]
         else:
             columns[name] = [str(int(v)) for v in summary[(name, "count")]]
     return pd.DataFrame(columns, index=summary.index).to_string()
 
 
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+def _number(value: float, digits: int) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}g}"
 
 
 RunOne = Callable[[str, int, Path], dict]
