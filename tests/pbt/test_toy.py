@@ -91,6 +91,6 @@ def test_end_to_end_grid_stays_low_and_pbt_climbs(ray_session, tmp_path: Path) -
         assert summary["budget_steps"] == BUDGET.total_steps
         best.append(summary["best"]["objective"])
     # real workers' timing decides when the mirror pair first differs, so a seed does not fix
-    # the outcome here; on this machine 19 of 20 seeds reached 1.19 (13 of 20 evaluating every 4)
+    # the outcome here; in one check 18 of 20 seeds reached 1.19 (13 of 20 when evaluating every 4)
     assert max(best) >= 1.19, best
     assert sum(q > 0.39 for q in best) >= 2, best
