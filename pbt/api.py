@@ -65,11 +65,15 @@ def resume(
         summary = load_run(run_dir).summary
         assert summary is not None
         return summary
-    check_workers(workers)
-    config = parse_config(info["config"], source=str(run_dir / DB_NAME))
-    search = make_strategy(info["strategy"], config, strategy_rng(info["seed"]))
-    spec = _spec(config)
-    started = connect(address, extra_modules=_user_modules(spec.cls))
+    try:
+        check_workers(workers)
+        config = parse_config(info["config"], source=str(run_dir / DB_NAME))
+        search = make_strategy(info["strategy"], config, strategy_rng(info["seed"]))
+        spec = _spec(config)
+        started = connect(address, extra_modules=_user_modules(spec.cls))
+    except BaseException:
+        store.close()  # _drive closes it once it runs
+        raise
     try:
         return _drive(search, store, spec, config, info["seed"], workers, on_progress, resume=True)
     finally:

@@ -121,6 +121,8 @@ class PBTStrategy(Strategy):
         self._members[member].status = "failed"
         if member in self._ready:
             self._ready.remove(member)
+        for scores in self._boundaries.values():  # reported at a boundary, then lost: not a donor there
+            scores.pop(member, None)
 
     def is_finished(self, view: PopulationView) -> bool:
         """Every member has used its steps or failed."""

@@ -121,6 +121,9 @@ class CheckpointWriter:
         if state is None:
             return False
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **state)
-        os.replace(tmp, path)
+        try:
+            np.savez(tmp, **state)
+            os.replace(tmp, path)
+        except OSError:  # disk full, permissions: this snapshot fails, the writer thread lives on
+            return False
         return True

@@ -2,8 +2,8 @@
 
 It asks the strategy, carries out ``Start`` / ``Train`` / ``Exploit`` in the order given, cuts each
 ``Train`` into work items of whole ``eval_every`` periods, and dispatches them to free workers
-(preferring the worker that ran the member last; up to ``max_inflight`` calls queued per worker so
-dispatch latency hides behind training). One call carries several members' items when many are
+(least advanced member first, then the worker that ran it last; up to ``max_inflight`` calls queued
+per worker so dispatch latency hides behind training). One call carries several members' items when many are
 waiting (Ray's per-call cost is paid once for them); each item still returns its own state, and the
 strategy is told each member's finished segment as its call returns. The runner writes a result row
 per evaluation and the events (one transaction per call), reports ``Progress``, snapshots the run
