@@ -461,12 +461,18 @@ class Runner:
         self._fail(m, error, item.worker, worker and worker.node)
 
     def _worker_died(self, worker_id: str, call: _Call, exc: Exception) -> None:
+        """Only the members of ``call`` (the one running) are charged a death; the members of the
+        calls queued behind it are re-sent."""
         worker = self.pool.workers[worker_id]
-        lost = [i for c in [call, *self.queues.pop(worker_id, [])] for i in c.items if not i.discard]
+        charged = sorted({i.member for i in call.items if not i.discard})
+        for queued in self.queues.pop(worker_id, []):
+            for item in queued.items:
+                if not item.discard:
+                    self._drop_calls(self.members[item.member])
         self._holds.pop(worker_id, None)
         self.pool.replace(worker_id)
         alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-        for member in sorted({c.member for c in lost}):
+        for member in charged:
             m = self.members[member]
             self._drop_calls(m)
             m.deaths += 1

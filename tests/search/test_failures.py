@@ -43,3 +43,20 @@ def test_a_trainable_that_raises_is_a_failed_member_and_the_search_goes_on(ray_s
     assert sorted(set(data.results["member"])) == [0, 2] and len(data.results) == 2 * 5
     assert summary["failed_members"] == [1] and summary["best"]["member"] in (0, 2)
     assert summary["budget_steps"] == 2 * 20
+
+
+def test_a_worker_death_counts_against_the_running_call_only(ray_session, tmp_path):
+    # one worker, items of 0.4 s: after the first calls each call carries one member, and a second
+    # call waits behind the running one. Member 0 kills the worker 0.2 s into its item from step 8,
+    # while member 1's next item is queued behind it: member 1 is re-sent, not charged a death.
+    marker = tmp_path / "died"
+    trainable = {"name": "trainables:SlowToy", "delay": 0.1, "die_once": str(marker), "die_at": 10}
+    config = parse_config(toy_raw(population=3, steps=16, eval_every=4, trainable=trainable), "test")
+    run(config, strategy="random", seed=1, out=tmp_path / "run", workers=1)
+    assert marker.exists()
+    data = load_run(tmp_path / "run")
+    failures = data.events[data.events["kind"] == "failure"]
+    assert list(failures["member"]) == [0] and failures["data"].iloc[0]["recovered"] is True
+    assert set(data.members["status"]) == {"finished"}
+    assert sorted(zip(data.results["member"], data.results["step"])) == [
+        (m, s) for m in range(3) for s in range(4, 17, 4)]
