@@ -12,6 +12,7 @@ import ray
 from models.errors import ConfigError
 from workers.actor import TrainableSpec, Worker
 
+START_RETRIES = 3  # per pool slot: more workers that die before they are up fail the pool
 
 def check_workers(size: int | None) -> None:
     """``ConfigError`` unless ``size`` is ``None`` (one worker per CPU) or an integer >= 1."""
@@ -45,6 +46,7 @@ class WorkerPool:
         self.size = size
         self.cpus = min(1.0, math.floor(total / size * 100) / 100) if total > 0 else 0.0
         self._count = 0
+        self._start_failures = 0
         self.workers: dict[str, PoolWorker] = {}
         for _ in range(size):
             self._spawn()
@@ -64,15 +66,23 @@ class WorkerPool:
         self.poll()
 
     def poll(self) -> list[PoolWorker]:
-        """The workers that are up (their node known); checks pending ones without blocking."""
+        """The workers that are up (their node known); checks pending ones without blocking. One
+        that died before it was up is replaced; ``RuntimeError`` (naming the cause) once more than
+        ``START_RETRIES`` per pool slot have."""
         pending = {w.ready: w for w in self.workers.values() if w.node is None}
         if pending:
             done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
             for ref in done:
                 try:
                     pending[ref].node = ray.get(ref)[1]
-                except ray.exceptions.RayActorError:
-                    pass  # died before it was up; the runner replaces it when a call fails
+                except ray.exceptions.RayActorError as exc:
+                    self._start_failures += 1
+                    if self._start_failures > START_RETRIES * self.size:
+                        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                        cause = lines[-1] if lines else type(exc).__name__
+                        raise RuntimeError(f"{self._start_failures} workers died before they were up; "
+                                           f"the last ({pending[ref].id}): {cause}") from exc
+                    self.replace(pending[ref].id)
         return [w for w in self.workers.values() if w.node is not None]
 
     def replace(self, worker_id: str) -> PoolWorker:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import ray
@@ -125,3 +127,27 @@ def test_connect_reuses_the_running_ray_and_ships_the_project(ray_session):
         connect("  ")
     assert runtime_env()["py_modules"] == [models, workers, search, pbt]
     assert all(n["NodeManagerAddress"] == "127.0.0.1" for n in ray.nodes() if n["Alive"])
+
+
+def _refuse_to_load():
+    raise RuntimeError("cannot load this setting here")
+
+
+class _Unloadable:
+    """A ``[trainable]`` setting a worker cannot unpickle: the actor dies before it is up."""
+
+    def __reduce__(self):
+        return (_refuse_to_load, ())
+
+
+def test_pool_replaces_workers_that_die_before_they_are_up_then_names_the_cause(ray_session):
+    pool = WorkerPool(TrainableSpec(ToyQuadratic, {"bad": _Unloadable()}), size=1)
+    try:
+        with pytest.raises(RuntimeError, match=r"4 workers died before they were up; the last \(w3\): "
+                                               r"RuntimeError: cannot load this setting here"):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                assert pool.poll() == []
+                time.sleep(0.05)
+    finally:
+        pool.shutdown()
