@@ -13,6 +13,7 @@ from models.errors import ConfigError
 from workers.actor import TrainableSpec, Worker
 
 START_RETRIES = 3  # per pool slot: more workers that die before they are up fail the pool
+START_TIMEOUT_S = 120.0  # warm_up gives up when a worker is not up by then (the cluster cannot place it)
 
 def check_workers(size: int | None) -> None:
     """``ConfigError`` unless ``size`` is ``None`` (one worker per CPU) or an integer >= 1."""
@@ -59,10 +60,14 @@ class WorkerPool:
         self.workers[worker_id] = worker
         return worker
 
-    def warm_up(self, hparams: Mapping[str, Any], seed: int) -> None:
-        """Block until every worker is up and has built one trainable (so start-up is not search time)."""
+    def warm_up(self, hparams: Mapping[str, Any], seed: int, timeout: float = START_TIMEOUT_S) -> None:
+        """Block until every worker is up and has built one trainable (so start-up is not search time);
+        ``RuntimeError`` if some are not within ``timeout`` seconds."""
         refs = [w.handle.warm_up.remote(hparams, seed) for w in self.workers.values()]
-        ray.wait(refs, num_returns=len(refs))
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        if len(done) < len(refs):
+            raise RuntimeError(f"{len(refs) - len(done)} of {len(refs)} workers not up after {timeout:g} s: "
+                               f"the cluster cannot place them ({self.cpus:g} CPU each)")
         self.poll()
 
     def poll(self) -> list[PoolWorker]:

@@ -151,3 +151,21 @@ def test_pool_replaces_workers_that_die_before_they_are_up_then_names_the_cause(
                 time.sleep(0.05)
     finally:
         pool.shutdown()
+
+
+@ray.remote
+class _Hog:
+    def ready(self) -> bool:
+        return True
+
+
+def test_warm_up_gives_up_when_the_cluster_cannot_place_a_worker(ray_session):
+    hog = _Hog.options(num_cpus=ray.cluster_resources()["CPU"]).remote()  # every CPU taken
+    ray.get(hog.ready.remote())
+    pool = WorkerPool(SPEC, size=1)
+    try:
+        with pytest.raises(RuntimeError, match=r"1 of 1 workers not up after 1 s: the cluster cannot place them"):
+            pool.warm_up(H, 0, timeout=1.0)
+    finally:
+        pool.shutdown()
+        ray.kill(hog, no_restart=True)
