@@ -265,6 +265,7 @@ class Runner:
                       for m in self.members.values())
         if not free or not waiting:
             return
+        queued = sum(i.steps for q in self.queues.values() for c in q for i in c.items if not i.discard)
         if all(not self.queues.get(w.id) for w in ready):  # all idle (a barrier, the start): one call each
             share = math.ceil(waiting / len(ready))
         else:  # keep a call queued behind the running one, so the next results' turnaround hides
@@ -280,9 +281,9 @@ class Runner:
                         if m is None:
                             break
                         chosen.append(m)
-                        seconds += self._item_steps(m) * (self._seconds_per_step or 0.0)
+                        seconds += self._item_steps(m, queued) * (self._seconds_per_step or 0.0)
                     if chosen:
-                        self._submit(chosen, worker)
+                        queued += self._submit(chosen, worker, queued)
 
     def _pick(self, worker_id: str, ready_ids: set[str], idle: bool, exclude: list[_Member]) -> _Member | None:
         """The member ``worker_id`` should train next: the least advanced (so the population moves
@@ -308,12 +309,13 @@ class Runner:
                 best, best_key = m, (m.planned(), rank)
         return best
 
-    def _item_steps(self, m: _Member) -> int:
+    def _item_steps(self, m: _Member, queued: int) -> int:
         assert m.segment is not None
-        return min(self._call_steps(), m.segment.end - m.planned())
+        return min(self._call_steps(queued), m.segment.end - m.planned())
 
-    def _submit(self, members: list[_Member], worker: PoolWorker) -> None:
-        """One call on ``worker`` carrying the next item of each of ``members``, in order."""
+    def _submit(self, members: list[_Member], worker: PoolWorker, queued: int) -> int:
+        """One call on ``worker`` carrying the next item of each of ``members``, in order, with
+        ``queued`` steps already queued; returns the steps it queued."""
         holds = self._holds.setdefault(worker.id, OrderedDict())
         items, refs, resolved, planned = [], [], [], []
         for m in members:
@@ -322,7 +324,7 @@ class Runner:
                 source, version_in, start = m.calls[-1].state, m.calls[-1].version, m.planned()
             else:
                 source, version_in, start = m.ref, m.version, m.step
-            steps = self._item_steps(m)
+            steps = self._item_steps(m, queued)
             version = self._next_version
             self._next_version += 1
             # nested when the worker will hold that version (no fetch); else Ray resolves it before the call
@@ -345,15 +347,16 @@ class Runner:
             call.items.append(item)
             m.calls.append(item)
         self.queues[worker.id].append(call)
+        return sum(item.steps for item in call.items)
 
-    def _call_steps(self) -> int:
+    def _call_steps(self, queued: int) -> int:
         """Steps per call: whole evaluation periods, about ``CALL_TARGET_S`` of training, less near
-        the end so that the workers finish together. (Results do not depend on it: a worker
-        evaluates every ``eval_every`` steps inside a call, and states round-trip exactly.)"""
+        the end (``queued``: the steps queued on the workers) so that the workers finish together.
+        (Results do not depend on it: a worker evaluates every ``eval_every`` steps inside a call,
+        and states round-trip exactly.)"""
         every = self.budget.eval_every
         if self._seconds_per_step is None:
             return every
-        queued = sum(i.steps for q in self.queues.values() for c in q for i in c.items if not i.discard)
         left = max(0, self.budget.total_steps - self.budget_steps - queued) * self._seconds_per_step
         seconds = min(CALL_TARGET_S, left / (4 * max(1, len(self.pool.workers))))
         return every * max(1, int(seconds / max(self._seconds_per_step * every, 1e-9)))
