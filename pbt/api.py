@@ -7,13 +7,16 @@ a run does not depend on how members are scheduled onto workers.
 
 from __future__ import annotations
 
+import fcntl
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
 import ray
 
+from models.errors import StoreError
 from pbt.config import RunConfig, parse_config
 from pbt.strategies import make_strategy
 from search.progress import Progress
@@ -26,6 +29,7 @@ from workers.pool import WorkerPool, check_workers
 from workers.trainable import resolve_trainable
 
 ProgressCallback = Callable[[Progress], None]
+LOCK_NAME = "driver.lock"
 
 
 def run(
@@ -92,16 +96,29 @@ def _user_modules(cls: type) -> tuple[ModuleType, ...]:
     return () if top in PACKAGES or module is None or not getattr(module, "__file__", None) else (module,)
 
 
+@contextmanager
+def _sole_driver(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s driver lock: a second ``resume`` while a driver still runs would roll back
+    and write the same store. The operating system releases it when the driver dies, even by SIGKILL."""
+    with open(run_dir / LOCK_NAME, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"{run_dir}: another driver is still running this run") from None
+        yield
+
+
 def _drive(
     search: Strategy, store: RunStore, spec: TrainableSpec, config: RunConfig, seed: int,
     workers: int | None, on_progress: ProgressCallback | None, *, resume: bool,
 ) -> dict:
     pool = None
     try:
-        pool = WorkerPool(spec, workers)
-        runner = Runner(search, store, pool, budget=config.budget, objective=config.objective,
-                        mode=config.mode, seed=seed, on_progress=on_progress)
-        return runner.run(resume=resume)
+        with _sole_driver(store.run_dir):
+            pool = WorkerPool(spec, workers)
+            runner = Runner(search, store, pool, budget=config.budget, objective=config.objective,
+                            mode=config.mode, seed=seed, on_progress=on_progress)
+            return runner.run(resume=resume)
     finally:
         if pool is not None:
             pool.shutdown()

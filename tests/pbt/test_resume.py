@@ -16,6 +16,7 @@ from trainables import toy_raw
 
 from pbt.api import resume, run
 from pbt.config import load_config, parse_config
+from models.errors import StoreError
 from search.store import load_run
 
 TIMES = ("wall_seconds", "train_seconds")
@@ -131,3 +132,27 @@ def test_resume_before_any_snapshot_starts_over_and_a_finished_run_is_left_alone
     assert sorted(zip(data.results["member"], data.results["step"])) == [
         (m, s) for m in range(3) for s in range(4, 21, 4)]
     assert len(data.events) == 6 and _timeless(again) == _timeless(whole)
+
+
+def test_resume_refuses_a_run_whose_driver_is_still_alive(ray_session, tmp_path):
+    config = parse_config(toy_raw(population=2, steps=8, eval_every=4), "test")
+    run(config, strategy="random", seed=0, out=tmp_path / "run", workers=1)
+    conn = sqlite3.connect(tmp_path / "run" / "run.db")
+    with conn:
+        conn.execute("UPDATE run SET status = 'running'")  # as a driver still at work leaves it
+    conn.close()
+    before = (tmp_path / "run" / "run.db").read_bytes()
+    holder = subprocess.Popen(  # another live driver: holds the run's lock until killed
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+         str(tmp_path / "run" / "driver.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError, match="another driver is still running this run"):
+            resume(tmp_path / "run", workers=1)
+        assert (tmp_path / "run" / "run.db").read_bytes() == before  # nothing rolled back or written
+    finally:
+        holder.kill()
+        holder.wait()
+    resume(tmp_path / "run", workers=1)  # the lock went with its process
+    assert load_run(tmp_path / "run").info["status"] == "finished"
