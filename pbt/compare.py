@@ -25,9 +25,10 @@ def steps_to_target(run: RunData, target: float) -> float:
     return float(steps[np.argmax(reached)]) if reached.any() else math.nan
 
 
-def comparison_row(run: RunData, summary: dict) -> dict:
-    """One row of ``comparison.csv`` for a finished run (no best member, NaN objective, when every
-    member failed before its first evaluation)."""
+def comparison_row(run: RunData) -> dict:
+    """One row of ``comparison.csv`` from a finished run's summary (no best member, NaN objective,
+    when every member failed before its first evaluation)."""
+    summary = run.summary
     best = summary["best"] or {}
     row = {
         "strategy": summary["strategy"],
@@ -77,7 +78,7 @@ def _number(value: float, digits: int) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}g}"
 
 
-RunOne = Callable[[str, int, Path], dict]
+RunOne = Callable[[str, int, Path], object]  # writes a finished run into the directory
 
 
 def compare(
@@ -103,10 +104,10 @@ def compare(
             if on_run is not None:
                 on_run(strategy, seed)
             run_dir = out / f"{strategy}-seed{seed}"
-            summary = run_one(strategy, seed, run_dir)
+            run_one(strategy, seed, run_dir)
             run = load_run(run_dir)
             runs.append(run)
-            rows.append(comparison_row(run, summary))
+            rows.append(comparison_row(run))
     table = pd.DataFrame(rows)
     target = default_target(table) if target is None else target
     table.insert(table.columns.get_loc("budget_steps") + 1, "target", target)

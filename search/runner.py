@@ -35,7 +35,7 @@ from search.summary import summarize
 from search.strategy import (
     Exploit, Mode, MemberView, PopulationView, SegmentResult, Start, Strategy, Train, oriented_score,
 )
-from workers.actor import HELD_MEMBERS, Report, StateUnavailable, WorkItem
+from workers.actor import HELD_MEMBERS, Report, WorkItem
 from workers.pool import PoolWorker, WorkerPool
 
 MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not retried forever
@@ -441,7 +441,7 @@ class Runner:
     def _call_failed(self, item: _Item, exc: ray.exceptions.RayError) -> None:
         cause = getattr(exc, "cause", None)
         cause = cause if isinstance(cause, BaseException) else exc
-        lost = isinstance(cause, (StateUnavailable, ray.exceptions.ObjectLostError))
+        lost = isinstance(cause, ray.exceptions.ObjectLostError)  # a resolved input; a nested one is per item
         m = self.members[item.member]
         if lost and m.deaths < MAX_WORKER_DEATHS and self._node_alive(m.node):
             m.deaths += 1  # its own state is intact (another item's input was lost): it goes again

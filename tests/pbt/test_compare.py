@@ -7,6 +7,7 @@ its runs and ``pbt run`` writing its figures.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -71,8 +72,8 @@ def test_steps_to_target_is_the_population_budget_when_the_target_is_first_reach
 
 def test_a_run_without_a_best_member_is_a_row_with_no_objective(comparison):
     run = load_run(comparison / "grid-seed0")
-    summary = {**run.summary, "best": None}  # what summarize writes when every member failed early
-    row = comparison_row(run, summary)
+    # what summarize writes when every member failed early
+    row = comparison_row(dataclasses.replace(run, summary={**run.summary, "best": None}))
     assert row["best_member"] is None and math.isnan(row["best_objective"])
     assert not any(key.startswith("test_") for key in row)
 
