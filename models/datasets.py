@@ -129,16 +129,24 @@ BUILTIN = ("digits", *SYNTHETIC)
 
 
 def load_dataset(name: str, seed: int = 0, dtype: type = np.float32) -> Dataset:
-    """The data set ``name`` (a built-in or a path to ``.npz``) generated and split by ``seed``."""
+    """The data set ``name`` (a built-in or a path to ``.npz``) generated and split by ``seed``.
+
+    A built-in's splits are made once per process and shared, read-only, by every caller (each
+    member of a search builds its trainable from the same split)."""
     if not isinstance(name, str) or not name:
         raise ConfigError(f"trainable.dataset: must be a data set name or a path to .npz, got {name!r}")
-    if name == "digits":
-        X, y = digits()
-    elif name in SYNTHETIC:
-        X, y = SYNTHETIC[name](np.random.default_rng(seed))
-    elif name.endswith(".npz") or os.sep in name:
-        X, y = load_npz(name)
-    else:
-        raise ConfigError(f"trainable.dataset: unknown data set {name!r}; use one of "
-                          f"{', '.join(BUILTIN)} or a path to a .npz file")
-    return split(X, y, seed, dtype)
+    if name in BUILTIN:
+        return _builtin(name, seed, np.dtype(dtype))
+    if name.endswith(".npz") or os.sep in name:
+        return split(*load_npz(name), seed, dtype)
+    raise ConfigError(f"trainable.dataset: unknown data set {name!r}; use one of "
+                      f"{', '.join(BUILTIN)} or a path to a .npz file")
+
+
+@functools.lru_cache(maxsize=16)
+def _builtin(name: str, seed: int, dtype: np.dtype) -> Dataset:
+    X, y = digits() if name == "digits" else SYNTHETIC[name](np.random.default_rng(seed))
+    data = split(X, y, seed, dtype.type)
+    for array in (data.X_train, data.y_train, data.X_val, data.y_val, data.X_test, data.y_test):
+        array.setflags(write=False)
+    return data

@@ -3,7 +3,9 @@
 The runner ``track``s every new state reference; the thread fetches it into the driver (a copy that
 survives the node that produced it; ``copy`` hands it back to rebuild a lost reference). For a
 snapshot the runner asks it to ``persist`` a set of files; once they are all on disk the job id
-comes back from ``finished`` and the runner commits the snapshot to the store. Files are named
+comes back from ``finished`` and the runner commits the snapshot to the store (a file that no
+snapshot needs yet, such as a finished member's last state, can be written ahead with no job).
+Files are named
 ``member-<member that trained it>-v<version>.npz`` and written with ``allow_pickle=False`` through a
 temporary file and a rename, so a file that exists is whole.
 """
@@ -42,7 +44,7 @@ class CheckpointWriter:
         self._cond = threading.Condition()
         self._to_fetch: dict[int, ray.ObjectRef] = {}
         self._copies: dict[int, Mapping[str, np.ndarray]] = {}
-        self._jobs: list[tuple[int, dict[str, tuple[int, ray.ObjectRef]]]] = []
+        self._jobs: list[tuple[int | None, dict[str, tuple[int, ray.ObjectRef]]]] = []
         self._finished: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="checkpoint-writer", daemon=True)
@@ -66,15 +68,22 @@ class CheckpointWriter:
         with self._cond:
             return self._copies.get(version)
 
-    def persist(self, job: int, files: dict[str, tuple[int, ray.ObjectRef]]) -> None:
-        """Write ``{file name: (version, ref)}`` (files already on disk are kept); then report ``job`` through ``finished``."""
+    def persist(self, job: int | None, files: dict[str, tuple[int, ray.ObjectRef]]) -> None:
+        """Write ``{file name: (version, ref)}`` (files already on disk are kept); then report ``job``
+        through ``finished`` (``None``: written ahead, nothing reported)."""
         with self._cond:
             self._jobs.append((job, dict(files)))
             self._cond.notify()
 
-    def finished(self) -> list[tuple[int, bool]]:
-        """``(job, ok)`` for the jobs handled since the last call; ``ok``: all its files are on disk."""
+    def finished(self, wait: float = 0.0) -> list[tuple[int, bool]]:
+        """``(job, ok)`` for the jobs handled since the last call; ``ok``: all its files are on disk.
+        With ``wait``, block up to that many seconds for the first one."""
         done = []
+        if wait > 0:
+            try:
+                done.append(self._finished.get(timeout=wait))
+            except queue.Empty:
+                return done
         while not self._finished.empty():
             done.append(self._finished.get())
         return done
@@ -93,15 +102,16 @@ class CheckpointWriter:
                     self._cond.wait()
                 if self._closed:
                     return
+                files = None
                 if self._jobs:
                     job, files = self._jobs.pop(0)
                 else:
                     version, ref = self._to_fetch.popitem()
-                    job = None
-            if job is None:
+            if files is None:
                 self._fetch(version, ref)
-            else:
-                ok = all([self._write(name, version, ref) for name, (version, ref) in files.items()])
+                continue
+            ok = all([self._write(name, version, ref) for name, (version, ref) in files.items()])
+            if job is not None:
                 self._finished.put((job, ok))
 
     def _fetch(self, version: int, ref: ray.ObjectRef) -> Mapping[str, np.ndarray] | None:

@@ -42,6 +42,7 @@ MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not re
 PROGRESS_EVERY_S = 0.25
 NO_WORKER_TIMEOUT_S = 120.0
 CALL_TARGET_S = 0.2  # a call trains this long when its segment allows: Ray's per-call cost (~1-3 ms) stays small
+TAIL_SHARE = 4  # a call carries at most this fraction of a worker's part of the steps left to queue
 
 
 def strategy_rng(seed: int) -> np.random.Generator:
@@ -256,8 +257,8 @@ class Runner:
     def _dispatch(self) -> None:
         """Fill the ready workers' queues level by level, so an idle worker gets work before a busy
         one gets a second call. The waiting members are shared out over the idle workers when all
-        are idle, else over the free queue slots; a call takes its share (fewer once it holds
-        ``CALL_TARGET_S`` of training)."""
+        are idle, else over the free queue slots; a call takes its share, or fewer when that would
+        exceed its training time (``_call_periods``), split evenly over the members it takes."""
         ready = self.pool.poll()
         ready_ids = {w.id for w in ready}
         free = sum(max(0, self.max_inflight - len(self.queues.get(w.id, ()))) for w in ready)
@@ -274,16 +275,16 @@ class Runner:
             for worker in ready:
                 queue = self.queues.setdefault(worker.id, [])
                 if len(queue) == depth:
+                    periods = self._call_periods(queued)  # None: one period each until the pace is known
                     chosen: list[_Member] = []
-                    seconds = 0.0
-                    while len(chosen) < share and seconds < CALL_TARGET_S:
+                    while len(chosen) < (share if periods is None else min(share, periods)):
                         m = self._pick(worker.id, ready_ids, idle=depth == 0, exclude=chosen)
                         if m is None:
                             break
                         chosen.append(m)
-                        seconds += self._item_steps(m, queued) * (self._seconds_per_step or 0.0)
                     if chosen:
-                        queued += self._submit(chosen, worker, queued)
+                        each = 1 if periods is None else max(1, periods // len(chosen))
+                        queued += self._submit(chosen, worker, each * self.budget.eval_every)
 
     def _pick(self, worker_id: str, ready_ids: set[str], idle: bool, exclude: list[_Member]) -> _Member | None:
         """The member ``worker_id`` should train next: the least advanced (so the population moves
@@ -309,37 +310,31 @@ class Runner:
                 best, best_key = m, (m.planned(), rank)
         return best
 
-    def _item_steps(self, m: _Member, queued: int) -> int:
-        assert m.segment is not None
-        return min(self._call_steps(queued), m.segment.end - m.planned())
-
-    def _submit(self, members: list[_Member], worker: PoolWorker, queued: int) -> int:
-        """One call on ``worker`` carrying the next item of each of ``members``, in order, with
-        ``queued`` steps already queued; returns the steps it queued."""
+    def _submit(self, members: list[_Member], worker: PoolWorker, steps_each: int) -> int:
+        """One call on ``worker`` carrying the next item of each of ``members`` (up to ``steps_each``
+        steps, within its segment), in order; returns the steps it queued."""
         holds = self._holds.setdefault(worker.id, OrderedDict())
-        items, refs, resolved, planned = [], [], [], []
+        items, passed, planned = [], [], []
         for m in members:
             assert m.segment is not None
             if m.calls:
                 source, version_in, start = m.calls[-1].state, m.calls[-1].version, m.planned()
             else:
                 source, version_in, start = m.ref, m.version, m.step
-            steps = self._item_steps(m, queued)
+            steps = min(steps_each, m.segment.end - start)
             version = self._next_version
             self._next_version += 1
-            # nested when the worker will hold that version (no fetch); else Ray resolves it before the call
-            held = version_in is not None and version_in in holds.values()
-            refs.append(source if source is None or held else None)
-            if not (source is None or held):
-                resolved.append(source)
+            send = version_in is not None and version_in not in holds.values()  # else the worker holds it
+            if send:
+                passed.append(source)  # Ray resolves it before the call (waiting for the call that makes it)
             items.append(WorkItem(m.member, m.seed, m.segment.hparams, version_in, version, steps,
-                                  self.budget.eval_every))
+                                  self.budget.eval_every, send))
             planned.append((m, start, steps, version))
             holds.pop(m.member, None)  # the worker's rule (workers.actor): the last HELD_MEMBERS members run
             holds[m.member] = version
             while len(holds) > HELD_MEMBERS:
                 holds.popitem(last=False)
-        out = worker.handle.run.options(num_returns=len(items) + 1).remote(items, refs, *resolved)
+        out = worker.handle.run.options(num_returns=len(items) + 1).remote(items, *passed)
         self.ray_calls += 1
         call = _Call(worker.id, out[0], [])
         for (m, start, steps, version), state in zip(planned, out[1:]):
@@ -349,17 +344,18 @@ class Runner:
         self.queues[worker.id].append(call)
         return sum(item.steps for item in call.items)
 
-    def _call_steps(self, queued: int) -> int:
-        """Steps per call: whole evaluation periods, about ``CALL_TARGET_S`` of training, less near
-        the end (``queued``: the steps queued on the workers) so that the workers finish together.
-        (Results do not depend on it: a worker evaluates every ``eval_every`` steps inside a call,
-        and states round-trip exactly.)"""
-        every = self.budget.eval_every
+    def _call_periods(self, queued: int) -> int | None:
+        """Evaluation periods one call should train (over all its members): about ``CALL_TARGET_S``,
+        and at most a ``TAIL_SHARE``-th of each worker's part of the steps not yet queued
+        (``queued``: the steps queued on the workers), so calls shrink towards the end and the
+        workers finish together. ``None`` while the pace is unknown. Results do not depend on it: a
+        worker evaluates every ``eval_every`` steps inside a call, and states round-trip exactly."""
         if self._seconds_per_step is None:
-            return every
+            return None
+        period = self._seconds_per_step * self.budget.eval_every
         left = max(0, self.budget.total_steps - self.budget_steps - queued) * self._seconds_per_step
-        seconds = min(CALL_TARGET_S, left / (4 * max(1, len(self.pool.workers))))
-        return every * max(1, int(seconds / max(self._seconds_per_step * every, 1e-9)))
+        seconds = min(CALL_TARGET_S, left / (TAIL_SHARE * max(1, len(self.pool.workers))))
+        return max(1, round(seconds / max(period, 1e-9)))
 
     # -- results -----------------------------------------------------------------------------
     def _collect(self, timeout: float) -> bool:
@@ -429,7 +425,8 @@ class Runner:
                 m.member, segment.start, segment.end, segment.hparams, tuple(segment.evaluations),
                 oriented_score(self._objective_of(m.metrics), self.mode)))
             if m.step >= self.budget.steps:
-                m.status = "finished"
+                m.status = "finished"  # its last state goes to disk now, ahead of the final snapshot
+                self.writer.persist(None, {checkpoint_name(m.origin, item.version): (item.version, item.state)})
                 self._event("finish", m.member, m.step, {"objective": self._objective_of(m.metrics)})
         self._put_member(m)
 
@@ -441,7 +438,7 @@ class Runner:
     def _call_failed(self, item: _Item, exc: ray.exceptions.RayError) -> None:
         cause = getattr(exc, "cause", None)
         cause = cause if isinstance(cause, BaseException) else exc
-        lost = isinstance(cause, ray.exceptions.ObjectLostError)  # a resolved input; a nested one is per item
+        lost = isinstance(cause, ray.exceptions.ObjectLostError)  # a passed state, lost with its node
         m = self.members[item.member]
         if lost and m.deaths < MAX_WORKER_DEATHS and self._node_alive(m.node):
             m.deaths += 1  # its own state is intact (another item's input was lost): it goes again
@@ -569,9 +566,10 @@ class Runner:
             self._request_snapshot()
         self.writer.retain({m.version for m in self.members.values() if m.version is not None})
 
-    def _take_snapshots(self, required: bool = False) -> None:
-        """Commit the snapshot whose files the writer finished (``required``: it must succeed)."""
-        for job, ok in self.writer.finished():
+    def _take_snapshots(self, required: bool = False, wait: float = 0.0) -> None:
+        """Commit the snapshot whose files the writer finished (``required``: it must succeed;
+        ``wait``: seconds to wait for the writer)."""
+        for job, ok in self.writer.finished(wait):
             assert self._snapshot_job is not None and self._snapshot_job[0] == job
             _, state, last_event = self._snapshot_job
             self._snapshot_job = None
@@ -593,12 +591,10 @@ class Runner:
     def _final_snapshot(self) -> None:
         """Wait for any snapshot in flight, then write and commit one of the finished run."""
         while self._snapshot_job is not None:
-            time.sleep(0.01)
-            self._take_snapshots()
+            self._take_snapshots(wait=1.0)
         self._request_snapshot()
         while self._snapshot_job is not None:
-            time.sleep(0.01)
-            self._take_snapshots(required=True)
+            self._take_snapshots(required=True, wait=1.0)
 
     def _prune(self, state: Mapping[str, Any], partial: bool = False) -> None:
         """Delete every checkpoint file the committed snapshot does not name: no member needs it.

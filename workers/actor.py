@@ -1,14 +1,15 @@
 """The Ray actor that hosts trainables (DESIGN §3).
 
-The runner hands a worker a batch of work items, each *(member, hparams, state reference, steps)*;
+The runner hands a worker a batch of work items, each *(member, hparams, state version, steps)*;
 the worker runs them in order and returns ``1 + len(items)`` objects: the reports, then each item's
 state as its own object reference, owned by the driver, so it outlives the worker and can be handed
 to any other member (exploit) without a trip through the driver. One call carrying several members'
 segments pays Ray's per-call cost (~1.5-2 ms on 2 busy cores) once for all of them.
 
 A worker keeps the trainables of the last ``HELD_MEMBERS`` members it ran, each with the state
-version it holds, so a member that continues here (or takes the state of one held here) does not
-fetch its state. The runner mirrors that rule to decide whether a state must travel with the call.
+version it holds, so a member that continues here (or takes the state of one held here) needs no
+state. The runner mirrors that rule: only the states a worker does not hold travel with the call,
+as arguments that Ray resolves before the call starts.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ HELD_MEMBERS = 8  # trainables a worker keeps (least recently run dropped first)
 
 
 class StateUnavailable(RuntimeError):
-    """The incoming state could not be fetched (its copies were lost with a node)."""
+    """The item's incoming state is neither held by this worker nor passed with the call."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class TrainableSpec:
 class WorkItem(NamedTuple):
     """Advance ``member`` by ``steps`` from state ``version_in`` (``None``: a fresh trainable seeded
     ``seed``) with ``hparams``, evaluating every ``eval_every`` steps; its new state is ``version_out``.
+    ``passed``: the state at ``version_in`` is among the call's state arguments (else this worker
+    holds it).
 
     A plain tuple on the wire: Ray packs it with msgpack instead of pickling a class (cheaper for
     the driver, which shares the cores with the workers)."""
@@ -50,6 +53,7 @@ class WorkItem(NamedTuple):
     version_out: int
     steps: int
     eval_every: int
+    passed: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class Report:
     """One item's outcome: evaluations as ``(steps since the item started, metrics, train seconds
     since the previous evaluation, time.time() of the evaluation)``, and where and when it ran
     (``time.time()`` on the worker). ``error``: the trainable raised (one line; no state returned);
-    ``lost``: the incoming state could not be fetched."""
+    ``lost``: the incoming state was not there (``StateUnavailable``)."""
 
     member: int
     version: int
@@ -98,20 +102,16 @@ class Worker:
         """Build one trainable and drop it: imports and data-set caches load before the clock starts."""
         self.spec.cls(dict(hparams), seed, **self.spec.settings)
 
-    def run(self, items: Sequence[Sequence[Any]], refs: list, *resolved: Mapping[str, Any]) -> tuple:
+    def run(self, items: Sequence[Sequence[Any]], *passed: Mapping[str, Any]) -> tuple:
         """Run ``items`` (``WorkItem`` fields) in order; returns ``(reports, state, state, ...)`` (call
         it with ``num_returns=len(items) + 1``). A state is ``None`` for an item that failed.
-
-        ``refs[i]`` is item ``i``'s incoming state reference, nested in a list so that Ray does not
-        fetch it (the worker fetches it only if it holds no trainable at ``version_in``); ``None``
-        for a fresh trainable, or when the runner knew a reload was due and passed the state in
-        ``resolved`` (one per such item, in item order) for Ray to resolve before the call.
+        ``passed``: the incoming states of the items marked ``passed``, in item order.
         """
         reports, states = [], []
-        pending = iter(resolved)
-        for fields, ref in zip(items, refs, strict=True):
+        incoming = iter(passed)
+        for fields in items:
             item = WorkItem(*fields)
-            source = ref if ref is not None or item.version_in is None else next(pending)
+            source = next(incoming) if item.passed else None
             started = time.time()
             try:
                 report, state = self._run_item(item, source, started)
@@ -156,17 +156,14 @@ class Worker:
                         started, time.time(), reloaded)
         return report, state
 
-    def _state(self, item: WorkItem, source: Any) -> Mapping[str, Any]:
-        """Item's incoming state: from a trainable held here at that version, else from ``source``."""
+    def _state(self, item: WorkItem, source: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        """Item's incoming state: from a trainable held here at that version, else ``source``."""
         for other in self.held.values():
             if other.version == item.version_in:
                 return other.trainable.get_state()
-        if not isinstance(source, ray.ObjectRef):
-            return source
-        try:
-            return ray.get(source)
-        except Exception as exc:  # lost with its node: the driver falls back to its own copy
-            raise StateUnavailable(f"state of member {item.member} v{item.version_in}: {exc}") from None
+        if source is None:
+            raise StateUnavailable(f"state of member {item.member} v{item.version_in}: not held here, not passed")
+        return source
 
     def _failed(self, item: WorkItem, started: float, error: str, lost: bool = False) -> Report:
         self.held.pop(item.member, None)

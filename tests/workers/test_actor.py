@@ -19,8 +19,8 @@ SPEC = TrainableSpec(ToyQuadratic, {"lr": 0.01})
 
 
 def _call(worker, version_in, version_out, source=None, steps=8, hparams=H, member=0):
-    item = WorkItem(member, 0, hparams, version_in, version_out, steps, 4)
-    reports, state = worker.run.options(num_returns=2).remote([item], [source])
+    item = WorkItem(member, 0, hparams, version_in, version_out, steps, 4, passed=source is not None)
+    reports, state = worker.run.options(num_returns=2).remote([item], *([source] if source is not None else []))
     (report,) = ray.get(reports)
     return report, state
 
@@ -48,20 +48,22 @@ def test_state_is_a_driver_owned_ref_that_outlives_its_worker(ray_session):
 def test_worker_keeps_the_members_it_ran_last(ray_session):
     worker = Worker.remote("a", SPEC)
     _, s0 = _call(worker, None, 0)
-    report, s1 = _call(worker, 0, 1, source=s0)
-    assert not report.reloaded  # held version 0: the ref was not fetched
+    report, s1 = _call(worker, 0, 1)
+    assert not report.reloaded  # held at version 0: no state passed, none needed
     other, _ = _call(worker, None, 2, hparams={"h0": 0.0, "h1": 1.0}, member=1)
     assert other.reloaded
-    report, s3 = _call(worker, 1, 3, source=s1)  # back to member 0: still held at version 1
+    report, s3 = _call(worker, 1, 3)  # back to member 0: still held at version 1
     assert not report.reloaded
     np.testing.assert_array_equal(ray.get(s3)["theta"], _expected_theta(24))
-    report, s4 = _call(worker, 3, 4, source=s3, member=2)  # member 2 takes member 0's version 3 (an exploit)
+    report, s4 = _call(worker, 3, 4, member=2)  # member 2 takes member 0's version 3 (an exploit)
     assert report.reloaded  # copied from member 0's trainable held here
     np.testing.assert_array_equal(ray.get(s4)["theta"], _expected_theta(32))
     for member in range(3, 3 + HELD_MEMBERS):  # members 0 and 2 drop out of the worker's keep
         _call(worker, None, 10 + member, member=member)
+    report, _ = _call(worker, 3, 5)
+    assert report.error.startswith("StateUnavailable") and report.lost  # no longer held, and not passed
     report, s5 = _call(worker, 3, 5, source=s3)
-    assert report.reloaded  # fetched from its ref
+    assert report.reloaded  # loaded from the state passed with the call
     np.testing.assert_array_equal(ray.get(s5)["theta"], _expected_theta(32))
     ray.kill(worker, no_restart=True)
 
@@ -70,7 +72,7 @@ def test_one_call_carries_several_members_and_a_failing_item_spares_the_others(r
     worker = Worker.remote("a", SPEC)
     bad = {"h0": 1.0, "h1": 0.5, "boom": 1}  # ToyQuadratic rejects unknown hparams: that item fails alone
     items = [WorkItem(0, 0, H, None, 0, 8, 4), WorkItem(1, 0, bad, None, 1, 8, 4), WorkItem(2, 0, H, None, 2, 4, 4)]
-    refs = worker.run.options(num_returns=4).remote(items, [None, None, None])
+    refs = worker.run.options(num_returns=4).remote(items)
     reports = ray.get(refs[0])
     assert [r.member for r in reports] == [0, 1, 2] and [r.error is None for r in reports] == [True, False, True]
     assert reports[1].error.startswith("ConfigError") and ray.get(refs[2]) is None
@@ -83,7 +85,7 @@ def test_hparams_change_between_calls_without_touching_weights(ray_session):
     worker = Worker.remote("a", SPEC)
     _, s0 = _call(worker, None, 0)
     new = {"h0": 0.0, "h1": 1.0}
-    report, s1 = _call(worker, 0, 1, source=s0, hparams=new)
+    report, s1 = _call(worker, 0, 1, hparams=new)
     toy = ToyQuadratic(H, 0)
     toy.train(8)
     toy.set_hparams(new)
