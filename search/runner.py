@@ -42,7 +42,7 @@ MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not re
 PROGRESS_EVERY_S = 0.25
 NO_WORKER_TIMEOUT_S = 120.0
 CALL_TARGET_S = 0.2  # a call trains this long when its segment allows: Ray's per-call cost (~1-3 ms) stays small
-TAIL_SHARE = 4  # a call carries at most this fraction of a worker's part of the steps left to queue
+TAIL_SHARE = 1  # a call takes at most this fraction of a worker's part of the steps not yet queued
 
 
 def strategy_rng(seed: int) -> np.random.Generator:
@@ -266,7 +266,8 @@ class Runner:
                       for m in self.members.values())
         if not free or not waiting:
             return
-        queued = sum(i.steps for q in self.queues.values() for c in q for i in c.items if not i.discard)
+        queued = {w.id: sum(i.steps for c in self.queues.get(w.id, ()) for i in c.items if not i.discard)
+                  for w in ready}
         if all(not self.queues.get(w.id) for w in ready):  # all idle (a barrier, the start): one call each
             share = math.ceil(waiting / len(ready))
         else:  # keep a call queued behind the running one, so the next results' turnaround hides
@@ -274,17 +275,18 @@ class Runner:
         for depth in range(self.max_inflight):
             for worker in ready:
                 queue = self.queues.setdefault(worker.id, [])
-                if len(queue) == depth:
-                    periods = self._call_periods(queued)  # None: one period each until the pace is known
-                    chosen: list[_Member] = []
-                    while len(chosen) < (share if periods is None else min(share, periods)):
-                        m = self._pick(worker.id, ready_ids, idle=depth == 0, exclude=chosen)
-                        if m is None:
-                            break
-                        chosen.append(m)
-                    if chosen:
-                        each = 1 if periods is None else max(1, periods // len(chosen))
-                        queued += self._submit(chosen, worker, each * self.budget.eval_every)
+                periods = self._call_periods(queued[worker.id], sum(queued.values()))  # None: pace unknown
+                if len(queue) != depth or periods == 0:
+                    continue
+                chosen: list[_Member] = []
+                while len(chosen) < (share if periods is None else min(share, periods)):
+                    m = self._pick(worker.id, ready_ids, idle=depth == 0, exclude=chosen)
+                    if m is None:
+                        break
+                    chosen.append(m)
+                if chosen:
+                    each = 1 if periods is None else max(1, periods // len(chosen))
+                    queued[worker.id] += self._submit(chosen, worker, each * self.budget.eval_every)
 
     def _pick(self, worker_id: str, ready_ids: set[str], idle: bool, exclude: list[_Member]) -> _Member | None:
         """The member ``worker_id`` should train next: the least advanced (so the population moves
@@ -344,18 +346,25 @@ class Runner:
         self.queues[worker.id].append(call)
         return sum(item.steps for item in call.items)
 
-    def _call_periods(self, queued: int) -> int | None:
-        """Evaluation periods one call should train (over all its members): about ``CALL_TARGET_S``,
-        and at most a ``TAIL_SHARE``-th of each worker's part of the steps not yet queued
-        (``queued``: the steps queued on the workers), so calls shrink towards the end and the
-        workers finish together. ``None`` while the pace is unknown. Results do not depend on it: a
-        worker evaluates every ``eval_every`` steps inside a call, and states round-trip exactly."""
+    def _call_periods(self, queued_here: int, queued: int) -> int | None:
+        """Evaluation periods the next call on a worker with ``queued_here`` steps queued (``queued``
+        on all workers) should train, over all its members: about ``CALL_TARGET_S``; never past
+        the worker's equal part of the steps not yet run (0: it has that queued already, and has
+        something queued); and at
+        most a ``TAIL_SHARE``-th of the worker's part of the steps not yet queued, so the last calls
+        are short and the workers finish together. ``None`` while the pace is unknown. Results do
+        not depend on it: a worker evaluates every ``eval_every`` steps inside a call, and states
+        round-trip exactly."""
         if self._seconds_per_step is None:
             return None
-        period = self._seconds_per_step * self.budget.eval_every
-        left = max(0, self.budget.total_steps - self.budget_steps - queued) * self._seconds_per_step
-        seconds = min(CALL_TARGET_S, left / (TAIL_SHARE * max(1, len(self.pool.workers))))
-        return max(1, round(seconds / max(period, 1e-9)))
+        workers = max(1, len(self.pool.workers))
+        left = self.budget.total_steps - self.budget_steps
+        steps = min(left / workers - queued_here, (left - queued) / (TAIL_SHARE * workers))
+        seconds = min(CALL_TARGET_S, steps * self._seconds_per_step)
+        periods = round(seconds / (self._seconds_per_step * self.budget.eval_every))
+        if periods < 1:
+            return 0 if queued_here else 1  # a worker with nothing queued always gets work
+        return periods
 
     # -- results -----------------------------------------------------------------------------
     def _collect(self, timeout: float) -> bool:
