@@ -29,6 +29,7 @@ import ray
 
 from search.budget import Budget
 from search.checkpoints import CheckpointWriter, checkpoint_name, load_checkpoint
+from search.pacing import call_periods
 from search.progress import Progress
 from search.store import CHECKPOINTS_DIR, RunStore, load_run
 from search.summary import summarize
@@ -41,8 +42,6 @@ from workers.pool import PoolWorker, WorkerPool
 MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not retried forever
 PROGRESS_EVERY_S = 0.25
 NO_WORKER_TIMEOUT_S = 120.0
-CALL_TARGET_S = 0.2  # a call trains this long when its segment allows: Ray's per-call cost (~1-3 ms) stays small
-TAIL_SHARE = 1  # a call takes at most this fraction of a worker's part of the steps not yet queued
 
 
 def strategy_rng(seed: int) -> np.random.Generator:
@@ -275,7 +274,7 @@ class Runner:
         for depth in range(self.max_inflight):
             for worker in ready:
                 queue = self.queues.setdefault(worker.id, [])
-                periods = self._call_periods(queued[worker.id], sum(queued.values()))  # None: pace unknown
+                periods = self._call_periods(queued[worker.id])  # None: one period each until the pace is known
                 if len(queue) != depth or periods == 0:
                     continue
                 chosen: list[_Member] = []
@@ -346,25 +345,14 @@ class Runner:
         self.queues[worker.id].append(call)
         return sum(item.steps for item in call.items)
 
-    def _call_periods(self, queued_here: int, queued: int) -> int | None:
-        """Evaluation periods the next call on a worker with ``queued_here`` steps queued (``queued``
-        on all workers) should train, over all its members: about ``CALL_TARGET_S``; never past
-        the worker's equal part of the steps not yet run (0: it has that queued already, and has
-        something queued); and at
-        most a ``TAIL_SHARE``-th of the worker's part of the steps not yet queued, so the last calls
-        are short and the workers finish together. ``None`` while the pace is unknown. Results do
-        not depend on it: a worker evaluates every ``eval_every`` steps inside a call, and states
-        round-trip exactly."""
+    def _call_periods(self, queued_here: int) -> int | None:
+        """``pacing.call_periods`` for a worker with ``queued_here`` steps queued; ``None`` while the
+        pace is unknown."""
         if self._seconds_per_step is None:
             return None
-        workers = max(1, len(self.pool.workers))
-        left = self.budget.total_steps - self.budget_steps
-        steps = min(left / workers - queued_here, (left - queued) / (TAIL_SHARE * workers))
-        seconds = min(CALL_TARGET_S, steps * self._seconds_per_step)
-        periods = round(seconds / (self._seconds_per_step * self.budget.eval_every))
-        if periods < 1:
-            return 0 if queued_here else 1  # a worker with nothing queued always gets work
-        return periods
+        return call_periods(left=self.budget.total_steps - self.budget_steps, queued_here=queued_here,
+                            workers=len(self.pool.workers),
+                            seconds_per_step=self._seconds_per_step, eval_every=self.budget.eval_every)
 
     # -- results -----------------------------------------------------------------------------
     def _collect(self, timeout: float) -> bool:
