@@ -428,17 +428,20 @@ def best_so_far(run: RunData) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.where(np.isfinite(best), sign * best, np.nan)
 
 
+EXPLOIT_COLUMNS = ["step", "member", "donor", "donor_step", "member_objective", "donor_objective",
+                   "old_hparams", "new_hparams"]
+
+
 def exploits(run: RunData) -> pd.DataFrame:
     """One row per exploit: step, member, donor, donor_step, member_objective, donor_objective,
     old_hparams, new_hparams (in the order they happened)."""
-    columns = ["step", "member", "donor", "donor_step", "member_objective", "donor_objective",
-               "old_hparams", "new_hparams"]
+    return pd.DataFrame.from_records(_exploit_records(run), columns=EXPLOIT_COLUMNS)
+
+
+def _exploit_records(run: RunData) -> list[dict[str, Any]]:
     events = run.events[run.events["kind"] == "exploit"]
-    records = [
-        {"step": int(e.step), "member": int(e.member), **{k: e.data[k] for k in columns[2:]}}
-        for e in events.itertuples()
-    ]
-    return pd.DataFrame.from_records(records, columns=columns)
+    return [{"step": int(step), "member": int(member), **{k: data[k] for k in EXPLOIT_COLUMNS[2:]}}
+            for step, member, data in zip(events["step"], events["member"], events["data"])]
 
 
 @dataclass(frozen=True)
@@ -461,8 +464,9 @@ def ancestry(run: RunData, member: int, step: int | None = None) -> list[Segment
     exploits into the donor recorded *before* this one; only the last exploit into ``m`` up to
     ``step`` matters, since it replaced the weights.
     """
-    starts = {int(e.member): dict(e.data["hparams"]) for e in run.events.itertuples() if e.kind == "start"}
-    taken = list(exploits(run).itertuples(index=False))  # in the order they happened
+    started = run.events[run.events["kind"] == "start"]
+    starts = {int(member): dict(data["hparams"]) for member, data in zip(started["member"], started["data"])}
+    taken = _exploit_records(run)  # in the order they happened
     if step is None:
         done = run.results.loc[run.results["member"] == member, "step"]
         end, upto = (int(done.max()) if len(done) else 0), math.inf
@@ -471,15 +475,16 @@ def ancestry(run: RunData, member: int, step: int | None = None) -> list[Segment
     before = len(taken)
     segments: list[Segment] = []
     while True:
-        last = next((i for i in reversed(range(before)) if taken[i].member == member and taken[i].step <= upto), None)
+        last = next((i for i in reversed(range(before))
+                     if taken[i]["member"] == member and taken[i]["step"] <= upto), None)
         if last is None:
             if member not in starts:
                 raise StoreError(f"{run.run_dir}: member {member} has no start event")
             segments.append(Segment(member, 0, end, starts[member]))
             return segments[::-1]
         e = taken[last]
-        segments.append(Segment(member, int(e.step), end, dict(e.new_hparams)))
-        member, end, upto, before = int(e.donor), int(e.donor_step), int(e.donor_step), last
+        segments.append(Segment(member, e["step"], end, dict(e["new_hparams"])))
+        member, end, upto, before = int(e["donor"]), int(e["donor_step"]), int(e["donor_step"]), last
 
 
 def weight_steps(run: RunData, member: int, step: int | None = None) -> int:
