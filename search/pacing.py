@@ -18,11 +18,10 @@ def call_periods(*, left: int, queued_here: int, workers: int, seconds_per_step:
     worker's part is an equal share of ``left``; a call takes about ``CALL_TARGET_S`` of training,
     and at most a ``TAIL_SPLIT``-th of the part its worker has not queued yet, so calls shrink
     towards the end and the last ones, short, even out the workers' finish. 0 when the worker has
-    its part queued already; at least 1 when it has nothing queued.
+    its part queued already; else at least 1 (a period longer than the target is one call).
     """
-    steps = (left / max(1, workers) - queued_here) / TAIL_SPLIT
-    seconds = min(CALL_TARGET_S, steps * seconds_per_step)
-    periods = round(seconds / (seconds_per_step * eval_every))
-    if periods < 1:
+    part = left / max(1, workers) - queued_here
+    if part < eval_every / 2:  # its part is queued already
         return 0 if queued_here else 1  # a worker with nothing queued always gets work
-    return periods
+    steps = min(CALL_TARGET_S / seconds_per_step, part / TAIL_SPLIT)
+    return max(1, round(steps / eval_every))

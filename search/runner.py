@@ -1,17 +1,18 @@
 """The runner: drives any ``Strategy`` over a ``WorkerPool`` and records everything in the ``RunStore``.
 
 It asks the strategy, carries out ``Start`` / ``Train`` / ``Exploit`` in the order given, cuts each
-``Train`` into work items of whole ``eval_every`` periods, and dispatches them to free workers
-(least advanced member first, then the worker that ran it last; up to ``max_inflight`` calls queued
-per worker so dispatch latency hides behind training). One call carries several members' items when many are
-waiting (Ray's per-call cost is paid once for them); each item still returns its own state, and the
+``Train`` into work items of whole ``eval_every`` periods (how long a call trains: ``search.pacing``),
+and dispatches them to free workers (least advanced member first, then the worker that ran it last;
+up to ``max_inflight`` calls queued per worker so dispatch latency hides behind training). One call
+carries several members' items when many are waiting (Ray's per-call cost is paid once for them);
+each item still returns its own state, and the
 strategy is told each member's finished segment as its call returns. The runner writes a result row
 per evaluation and the events (one transaction per call), reports ``Progress``, snapshots the run
 for resume (states written by a ``CheckpointWriter`` thread), and writes ``summary.json`` at the end.
 
 Weights move as object references owned by this driver: a call's state output is the member's new
 state, an exploit hands the receiver the donor's reference. Each state has a version number; a
-worker that still holds that version does not reload it.
+worker that still holds that version is not sent it (only the states it must load travel with a call).
 """
 
 from __future__ import annotations
@@ -267,7 +268,8 @@ class Runner:
             return
         queued = {w.id: sum(i.steps for c in self.queues.get(w.id, ()) for i in c.items if not i.discard)
                   for w in ready}
-        if all(not self.queues.get(w.id) for w in ready):  # all idle (a barrier, the start): one call each
+        barrier = all(not self.queues.get(w.id) for w in ready)  # all idle (a barrier, the start)
+        if barrier:  # one call each, however short: the population waits for all of them
             share = math.ceil(waiting / len(ready))
         else:  # keep a call queued behind the running one, so the next results' turnaround hides
             share = math.ceil(waiting / free)
@@ -278,7 +280,7 @@ class Runner:
                 if len(queue) != depth or periods == 0:
                     continue
                 chosen: list[_Member] = []
-                while len(chosen) < (share if periods is None else min(share, periods)):
+                while len(chosen) < (share if periods is None or barrier else min(share, periods)):
                     m = self._pick(worker.id, ready_ids, idle=depth == 0, exclude=chosen)
                     if m is None:
                         break
