@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class CheckpointWriter:
         self._jobs: list[tuple[int | None, dict[str, tuple[int, ray.ObjectRef]]]] = []
         self._finished: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
         self._closed = False
+        self.error: str | None = None  # the last write that failed, for the runner's message
         self._thread = threading.Thread(target=self._loop, name="checkpoint-writer", daemon=True)
         self._thread.start()
 
@@ -110,7 +112,10 @@ class CheckpointWriter:
             if files is None:
                 self._fetch(version, ref)
                 continue
-            ok = all([self._write(name, version, ref) for name, (version, ref) in files.items()])
+            try:
+                ok = all([self._write(name, version, ref) for name, (version, ref) in files.items()])
+            except Exception as exc:  # whatever it was, this job fails and the thread lives on
+                self.error, ok = f"{type(exc).__name__}: {exc}", False
             if job is not None:
                 self._finished.put((job, ok))
 
@@ -132,8 +137,24 @@ class CheckpointWriter:
             return False
         tmp = path.with_suffix(".tmp.npz")
         try:
-            np.savez(tmp, **state)
+            _save_npz(tmp, state)
             os.replace(tmp, path)
-        except OSError:  # disk full, permissions: this snapshot fails, the writer thread lives on
+        except (OSError, ValueError) as exc:  # disk full, permissions, an object array: this snapshot fails
+            self.error = f"{name}: {type(exc).__name__}: {exc}"
+            tmp.unlink(missing_ok=True)
             return False
         return True
+
+    @property
+    def alive(self) -> bool:
+        """The thread is running (it stops only when closed, or on a bug)."""
+        return self._thread.is_alive()
+
+
+def _save_npz(path: Path, state: Mapping[str, np.ndarray]) -> None:
+    """``np.savez`` without its keyword arguments, so that any key (``file``, ``allow_pickle``) is
+    a plain array name; no pickled objects."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, value in state.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)

@@ -23,5 +23,5 @@ def call_periods(*, left: int, queued_here: int, workers: int, seconds_per_step:
     part = left / max(1, workers) - queued_here
     if part < eval_every / 2:  # its part is queued already
         return 0 if queued_here else 1  # a worker with nothing queued always gets work
-    steps = min(CALL_TARGET_S / seconds_per_step, part / TAIL_SPLIT)
+    steps = min(CALL_TARGET_S / max(seconds_per_step, 1e-9), part / TAIL_SPLIT)  # a pace of 0: no time cap
     return max(1, round(steps / eval_every))

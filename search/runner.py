@@ -74,6 +74,7 @@ class _Item:
     steps: int
     version: int
     state: ray.ObjectRef
+    passed: bool  # its incoming state travelled with the call (else the worker held it)
     discard: bool = False
 
 
@@ -332,7 +333,7 @@ class Runner:
                 passed.append(source)  # Ray resolves it before the call (waiting for the call that makes it)
             items.append(WorkItem(m.member, m.seed, m.segment.hparams, version_in, version, steps,
                                   self.budget.eval_every, send))
-            planned.append((m, start, steps, version))
+            planned.append((m, start, steps, version, send))
             holds.pop(m.member, None)  # the worker's rule (workers.actor): the last HELD_MEMBERS members run
             holds[m.member] = version
             while len(holds) > HELD_MEMBERS:
@@ -340,20 +341,23 @@ class Runner:
         out = worker.handle.run.options(num_returns=len(items) + 1).remote(items, *passed)
         self.ray_calls += 1
         call = _Call(worker.id, out[0], [])
-        for (m, start, steps, version), state in zip(planned, out[1:]):
-            item = _Item(m.member, worker.id, start, steps, version, state)
+        for (m, start, steps, version, send), state in zip(planned, out[1:]):
+            item = _Item(m.member, worker.id, start, steps, version, state, send)
             call.items.append(item)
             m.calls.append(item)
         self.queues[worker.id].append(call)
         return sum(item.steps for item in call.items)
 
     def _call_periods(self, queued_here: int) -> int | None:
-        """``pacing.call_periods`` for a worker with ``queued_here`` steps queued; ``None`` while the
-        pace is unknown."""
+        """``pacing.call_periods`` for a worker with ``queued_here`` steps queued, over the steps the
+        live members have left, shared by as many workers as there are such members (a member runs
+        on one worker at a time); ``None`` while the pace is unknown."""
         if self._seconds_per_step is None:
             return None
-        return call_periods(left=self.budget.total_steps - self.budget_steps, queued_here=queued_here,
-                            workers=len(self.pool.workers),
+        live = [m for m in self.members.values() if m.status == "running"]
+        lost = sum(self.budget.steps - m.step for m in self.members.values() if m.status == "failed")
+        return call_periods(left=self.budget.total_steps - self.budget_steps - lost, queued_here=queued_here,
+                            workers=min(len(self.pool.workers), len(live)),
                             seconds_per_step=self._seconds_per_step, eval_every=self.budget.eval_every)
 
     # -- results -----------------------------------------------------------------------------
@@ -439,6 +443,9 @@ class Runner:
         cause = cause if isinstance(cause, BaseException) else exc
         lost = isinstance(cause, ray.exceptions.ObjectLostError)  # a passed state, lost with its node
         m = self.members[item.member]
+        if lost and not item.passed:  # the worker held its state: another item's was lost; it goes again
+            self._drop_calls(m)
+            return
         if lost and m.deaths < MAX_WORKER_DEATHS and self._node_alive(m.node):
             m.deaths += 1  # its own state is intact (another item's input was lost): it goes again
             self._drop_calls(m)
@@ -576,7 +583,7 @@ class Runner:
                 self.store.commit_snapshot(state, last_event)
                 self._prune(state)
             elif required:
-                raise RuntimeError("the final checkpoint could not be written")
+                raise RuntimeError(f"the final checkpoint could not be written: {self.writer.error}")
 
     def _request_snapshot(self) -> None:
         self._snapshot_at = time.monotonic()
@@ -589,16 +596,23 @@ class Runner:
 
     def _final_snapshot(self) -> None:
         """Wait for any snapshot in flight, then write and commit one of the finished run."""
-        while self._snapshot_job is not None:
-            self._take_snapshots(wait=1.0)
+        self._await_snapshot(required=False)
         self._request_snapshot()
+        self._await_snapshot(required=True)
+
+    def _await_snapshot(self, required: bool) -> None:
         while self._snapshot_job is not None:
-            self._take_snapshots(required=True, wait=1.0)
+            if not self.writer.alive:
+                raise RuntimeError("the checkpoint writer stopped")
+            self._take_snapshots(required=required, wait=1.0)
 
     def _prune(self, state: Mapping[str, Any], partial: bool = False) -> None:
-        """Delete every checkpoint file the committed snapshot does not name: no member needs it.
-        ``partial``: also the half-written files a killed driver left (never while writing)."""
+        """Delete every checkpoint file that neither the committed snapshot nor a member's current
+        state names: no member needs it (a finished member's state, written ahead, is kept for the
+        next snapshot). ``partial``: also the half-written files a killed driver left (never while
+        writing)."""
         keep = {m["file"] for m in state["members"].values() if m["file"]}
+        keep |= {checkpoint_name(m.origin, m.version) for m in self.members.values() if m.version is not None}
         for path in (self.store.run_dir / CHECKPOINTS_DIR).glob("member-*.npz"):
             if path.name not in keep and (partial or not path.name.endswith(".tmp.npz")):
                 path.unlink(missing_ok=True)

@@ -40,6 +40,8 @@ def test_long_calls_in_the_middle_short_at_the_end() -> None:
     assert periods(left=1_000, queued_here=0) == 2  # nothing queued: 500 / 3 steps, rounded to periods
     assert call_periods(left=100_000, queued_here=400, workers=2, seconds_per_step=0.1, eval_every=4) == 1  # a
     # period (0.4 s) longer than the target is still one call, so a second call waits behind the running one
+    assert call_periods(left=1_000, queued_here=0, workers=2, seconds_per_step=0.0, eval_every=10) == 17  # a
+    # trainable too fast to time: only the split applies (500 / 3 steps)
 
 
 def simulate(workers: int, members: int, steps: int, speeds: list[float]) -> tuple[list[float], int]:
