@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -37,7 +37,7 @@ from search.summary import summarize
 from search.strategy import (
     Exploit, Mode, MemberView, PopulationView, SegmentResult, Start, Strategy, Train, oriented_score,
 )
-from workers.actor import HELD_MEMBERS, Report, WorkItem
+from workers.actor import Holdings, Report, WorkItem
 from workers.pool import PoolWorker, WorkerPool
 
 MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not retried forever
@@ -130,7 +130,7 @@ class Runner:
         self.members: dict[int, _Member] = {}
         self.queues: dict[str, list[_Call]] = {}
         self._seconds_per_step: float | None = None
-        self._holds: dict[str, OrderedDict[int, int]] = {}  # worker -> member -> version held after its queue
+        self._holds: dict[str, Holdings] = {}  # what each worker will hold once its queue has run
         self._here = ray.get_runtime_context().get_node_id()
         self.writer = CheckpointWriter(store.run_dir / CHECKPOINTS_DIR)
         self.budget_steps = 0
@@ -317,7 +317,7 @@ class Runner:
     def _submit(self, members: list[_Member], worker: PoolWorker, steps_each: int) -> int:
         """One call on ``worker`` carrying the next item of each of ``members`` (up to ``steps_each``
         steps, within its segment), in order; returns the steps it queued."""
-        holds = self._holds.setdefault(worker.id, OrderedDict())
+        holds = self._holds.setdefault(worker.id, Holdings())
         items, passed, planned = [], [], []
         for m in members:
             assert m.segment is not None
@@ -328,16 +328,13 @@ class Runner:
             steps = min(steps_each, m.segment.end - start)
             version = self._next_version
             self._next_version += 1
-            send = version_in is not None and version_in not in holds.values()  # else the worker holds it
+            send = version_in is not None and not holds.holds(version_in)
             if send:
                 passed.append(source)  # Ray resolves it before the call (waiting for the call that makes it)
             items.append(WorkItem(m.member, m.seed, m.segment.hparams, version_in, version, steps,
                                   self.budget.eval_every, send))
             planned.append((m, start, steps, version, send))
-            holds.pop(m.member, None)  # the worker's rule (workers.actor): the last HELD_MEMBERS members run
-            holds[m.member] = version
-            while len(holds) > HELD_MEMBERS:
-                holds.popitem(last=False)
+            holds.ran(m.member, version)
         out = worker.handle.run.options(num_returns=len(items) + 1).remote(items, *passed)
         self.ray_calls += 1
         call = _Call(worker.id, out[0], [])

@@ -76,6 +76,27 @@ class Report:
     lost: bool = False
 
 
+class Holdings:
+    """The state version each of the last ``HELD_MEMBERS`` members run on one worker holds: the
+    worker's rule (``Worker`` keeps their trainables by it), which the runner mirrors call by call
+    to know which states a worker must be sent."""
+
+    def __init__(self) -> None:
+        self._versions: OrderedDict[int, int] = OrderedDict()
+
+    def holds(self, version: int) -> bool:
+        """Some member run here last holds ``version``."""
+        return version in self._versions.values()
+
+    def ran(self, member: int, version: int) -> None:
+        """``member`` ran here and now holds ``version``; the least recently run beyond
+        ``HELD_MEMBERS`` is dropped."""
+        self._versions.pop(member, None)
+        self._versions[member] = version
+        while len(self._versions) > HELD_MEMBERS:
+            self._versions.popitem(last=False)
+
+
 @dataclass
 class _Held:
     version: int
