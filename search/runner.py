@@ -276,10 +276,11 @@ class Runner:
             share = math.ceil(waiting / free)
         for depth in range(self.max_inflight):
             for worker in ready:
-                queue = self.queues.setdefault(worker.id, [])
-                periods = self._call_periods(queued[worker.id])  # None: one period each until the pace is known
-                if len(queue) != depth or periods == 0:
+                if len(self.queues.setdefault(worker.id, [])) != depth:
                     continue
+                periods = self._call_periods(queued[worker.id])  # None: one period each until the pace is known
+                if periods == 0:
+                    continue  # it has its part of the work queued already
                 chosen: list[_Member] = []
                 while len(chosen) < (share if periods is None or barrier else min(share, periods)):
                     m = self._pick(worker.id, ready_ids, idle=depth == 0, exclude=chosen)
