@@ -57,7 +57,6 @@ class MLPClassifier:
             raise ConfigError(f"trainable.batch_size: must be <= the {n_train} training samples "
                               f"of {dataset!r}, got {batch_size}")
         self.batch_size = batch_size
-        self._X_eval = np.concatenate([self.data.X_val, self.data.X_test])
 
         init_rng, self._data_rng, self._dropout_rng = np.random.default_rng(seed).spawn(3)
         init = "he" if activation in ("relu", "leaky_relu") else "glorot"
@@ -99,26 +98,31 @@ class MLPClassifier:
         self._step += steps
 
     def evaluate(self) -> dict[str, float]:
-        """``val_loss``, ``val_accuracy``, ``test_loss``, ``test_accuracy`` (full passes in evaluation
-        mode) and ``train_loss``: the exponential moving average (decay 0.98, bias-corrected) of the
+        """``val_loss``, ``val_accuracy`` (a full pass over the validation split in evaluation mode)
+        and ``train_loss``: the exponential moving average (decay 0.98, bias-corrected) of the
         training minibatch losses, which costs nothing; before any step, a full pass over the
         training split. Read-only: does not change the state.
         """
+        val_loss, val_acc = self._split_metrics(self.data.X_val, self.data.y_val)
+        if self._step:
+            train_loss = self._loss_ema / (1.0 - TRAIN_LOSS_DECAY ** self._step)
+        else:
+            train_loss = self._split_metrics(self.data.X_train, self.data.y_train)[0]
+        return {"val_loss": val_loss, "val_accuracy": val_acc, "train_loss": float(train_loss)}
+
+    def test(self) -> dict[str, float]:
+        """``test_loss``, ``test_accuracy``: a full pass over the test split in evaluation mode.
+        Reported for a member's final weights only; never used to choose. Read-only."""
+        test_loss, test_acc = self._split_metrics(self.data.X_test, self.data.y_test)
+        return {"test_loss": test_loss, "test_accuracy": test_acc}
+
+    def _split_metrics(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy on ``(X, y)`` in evaluation mode (no dropout)."""
         self.net.set_training(False)
         try:
-            d = self.data
-            logits = self.net.forward(self._X_eval)  # one pass over val + test: half the per-call cost
-            n_val = len(d.y_val)
-            val_loss, val_acc = cross_entropy_and_accuracy(logits[:n_val], d.y_val)
-            test_loss, test_acc = cross_entropy_and_accuracy(logits[n_val:], d.y_test)
-            if self._step:
-                train_loss = self._loss_ema / (1.0 - TRAIN_LOSS_DECAY ** self._step)
-            else:
-                train_loss = cross_entropy_and_accuracy(self.net.forward(d.X_train), d.y_train)[0]
+            return cross_entropy_and_accuracy(self.net.forward(X), y)
         finally:
             self.net.set_training(True)
-        return {"val_loss": val_loss, "val_accuracy": val_acc, "train_loss": float(train_loss),
-                "test_loss": test_loss, "test_accuracy": test_acc}
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Copies of: ``param.*`` (weights), ``buffer.*``, ``opt.*`` (optimizer slots), ``step``,

@@ -16,7 +16,7 @@ import pandas as pd
 from models.errors import StoreError
 from pbt.config import parse_config
 from search.store import DB_NAME, load_run, schedule, weight_steps
-from workers.trainable import resolve_trainable
+from workers.trainable import held_out_metrics, resolve_trainable
 
 REPLAY_BRANCH = 2  # the run seed's tree: 0 the strategy, 1 the members, 2 replays
 
@@ -45,7 +45,7 @@ def replay(run_dir: str | Path, seed: int | None = None) -> dict[str, Any]:
     for (start, hparams), (end, _) in zip(plan, plan[1:] + [(steps, None)]):
         trainable.set_hparams(hparams)
         trainable.train(end - start)
-    metrics = {k: float(v) for k, v in trainable.evaluate().items()}
+    metrics = {**{k: float(v) for k, v in trainable.evaluate().items()}, **held_out_metrics(trainable)}
     return {
         "member": member, "seed": seed, "steps": steps, "objective": config.objective, "mode": config.mode,
         "schedule": [[step, dict(hparams)] for step, hparams in plan],

@@ -333,7 +333,7 @@ class Runner:
             if send:
                 passed.append(source)  # Ray resolves it before the call (waiting for the call that makes it)
             items.append(WorkItem(m.member, m.seed, m.segment.hparams, version_in, version, steps,
-                                  self.budget.eval_every, send))
+                                  self.budget.eval_every, send, start + steps == self.budget.steps))
             planned.append((m, start, steps, version, send))
             holds.ran(m.member, version)
         out = worker.handle.run.options(num_returns=len(items) + 1).remote(items, *passed)

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 
 import ray
 
+from workers.trainable import held_out_metrics
+
 HELD_MEMBERS = 8  # trainables a worker keeps (least recently run dropped first)
 
 
@@ -41,7 +43,8 @@ class WorkItem(NamedTuple):
     """Advance ``member`` by ``steps`` from state ``version_in`` (``None``: a fresh trainable seeded
     ``seed``) with ``hparams``, evaluating every ``eval_every`` steps; its new state is ``version_out``.
     ``passed``: the state at ``version_in`` is among the call's state arguments (else this worker
-    holds it).
+    holds it). ``last``: the item ends the member's training, so its last evaluation also carries
+    the trainable's optional ``test()`` metrics.
 
     A plain tuple on the wire: Ray packs it with msgpack instead of pickling a class (cheaper for
     the driver, which shares the cores with the workers)."""
@@ -54,6 +57,7 @@ class WorkItem(NamedTuple):
     steps: int
     eval_every: int
     passed: bool = False
+    last: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,8 @@ class Worker:
             total += seconds
             metrics = {k: float(v) for k, v in held.trainable.evaluate().items()}
             evaluations.append((done, metrics, seconds, time.time()))
+        if item.last and evaluations:
+            evaluations[-1][1].update(held_out_metrics(held.trainable))
         state = held.trainable.get_state()
         held.version = item.version_out
         self.held[item.member] = held

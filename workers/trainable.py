@@ -23,6 +23,10 @@ class Trainable(Protocol):
     ``get_state`` returns a flat dict of numpy arrays holding everything that decides future
     training (weights, optimizer slots, counters, random state), so it moves through Ray's object
     store as plain buffers and saves to ``.npz`` with ``allow_pickle=False``.
+
+    Optionally ``test() -> dict[str, float]``: ``test_*`` metrics on the test split, asked once,
+    after a member's last evaluation (and merged into it), so that the test split is not evaluated
+    at every step; a trainable without it may return ``test_*`` keys from ``evaluate`` instead.
     """
 
     def __init__(self, hparams: Mapping[str, Any], seed: int, **settings: Any) -> None: ...
@@ -41,6 +45,12 @@ class Trainable(Protocol):
 
     def set_hparams(self, hparams: Mapping[str, Any]) -> None:
         """Change hyperparameters mid-training without touching weights or optimizer slots."""
+
+
+def held_out_metrics(trainable: Any) -> dict[str, float]:
+    """The trainable's optional ``test()`` metrics as floats; ``{}`` if it has no ``test``."""
+    test = getattr(trainable, "test", None)
+    return {} if test is None else {k: float(v) for k, v in test().items()}
 
 
 def _builtins() -> dict[str, type]:

@@ -54,6 +54,8 @@ def test_replay_of_an_mlp_run_reports_validation_and_test_metrics(ray_session, t
         "pbt": {"interval": 50, "fraction": 0.25, "synchronous": True},
     }
     summary = run(parse_config(raw, "test"), strategy="pbt", seed=1, out=tmp_path / "run", workers=2)
+    tested = load_run(tmp_path / "run").results.dropna(subset=["test_accuracy"])
+    assert sorted(tested["member"]) == [0, 1, 2, 3] and set(tested["step"]) == {300}  # each member's last only
     result = replay(tmp_path / "run")
     other = replay(tmp_path / "run", seed=12345)
     for key in ("val_accuracy", "val_loss", "test_accuracy", "test_loss"):

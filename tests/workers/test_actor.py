@@ -81,6 +81,19 @@ def test_one_call_carries_several_members_and_a_failing_item_spares_the_others(r
     ray.kill(worker, no_restart=True)
 
 
+def test_the_last_item_of_a_member_carries_the_test_metrics_once(ray_session):
+    from trainables import HeldOutToy
+
+    worker = Worker.remote("a", TrainableSpec(HeldOutToy, {"lr": 0.01}))
+    items = [WorkItem(0, 0, H, None, 0, 8, 4), WorkItem(1, 0, H, None, 1, 8, 4, last=True)]
+    reports = ray.get(worker.run.options(num_returns=3).remote(items)[0])
+    assert [[sorted(m) for _, m, _, _ in r.evaluations] for r in reports] == [
+        [["Q", "Q_hat", "theta0", "theta1"]] * 2,
+        [["Q", "Q_hat", "theta0", "theta1"], ["Q", "Q_hat", "test_steps", "theta0", "theta1"]]]
+    assert reports[1].evaluations[-1][1]["test_steps"] == 8.0
+    ray.kill(worker, no_restart=True)
+
+
 def test_hparams_change_between_calls_without_touching_weights(ray_session):
     worker = Worker.remote("a", SPEC)
     _, s0 = _call(worker, None, 0)

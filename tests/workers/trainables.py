@@ -36,6 +36,13 @@ class SlowToy(ToyQuadratic):
             super().train(1)
 
 
+class HeldOutToy(ToyQuadratic):
+    """The toy with the optional ``test()``: ``test_steps``, the steps it has trained."""
+
+    def test(self) -> dict[str, float]:
+        return {"test_steps": float(self.step)}
+
+
 def toy_raw(*, population: int = 4, steps: int = 40, eval_every: int = 4, trainable: Mapping[str, Any] | None = None,
             initial: list | None = None, pbt: Mapping[str, Any] | None = None) -> dict:
     """A raw config (as read from TOML) for the toy or a ``trainables:SlowToy`` variant."""
