@@ -1,8 +1,8 @@
 """The ceiling Ray itself puts on utilisation for the PBT search's shape; prints ONE JSON line.
 
 No runner, store, strategy or network: two actors (one per CPU) run items that busy-loop exactly
-``ITEM_S`` (one 100-step segment of the digits MLP, ~10 ms) and then ``EVAL_S`` (its evaluation,
-~0.4 ms on busy cores), returning an ~85 KB state per item as the real worker does.
+``ITEM_S`` (one 100-step segment of the digits MLP, ~10 ms) and then ``EVAL_S`` (its validation
+pass, ~0.2-0.3 ms on busy cores), returning an ~85 KB state per item as the real worker does.
 
 * ``pipelined``: asynchronous PBT's shape. Each actor serves 4 members, 2 per call, 2 calls in
   flight; a member's next call is sent once its result is back (its decision needs the result).
@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 ITEM_S = 0.010
-EVAL_S = 0.0004
+EVAL_S = 0.0003
 ROUNDS = 20  # segments per member, as in the digits search (2,000 steps, interval 100)
 MEMBERS_PER_ACTOR = 4
 STATE_SIZES = (8192, 128, 1280, 10, 8192, 128, 1280, 10, 2, 2156, 2, 2, 12, 12)  # the digits MLP's, in floats
