@@ -352,10 +352,10 @@ class Runner:
         on one worker at a time); ``None`` while the pace is unknown."""
         if self._seconds_per_step is None:
             return None
-        live = [m for m in self.members.values() if m.status == "running"]
+        live = sum(m.status == "running" for m in self.members.values())
         lost = sum(self.budget.steps - m.step for m in self.members.values() if m.status == "failed")
         return call_periods(left=self.budget.total_steps - self.budget_steps - lost, queued_here=queued_here,
-                            workers=min(len(self.pool.workers), len(live)),
+                            workers=min(len(self.pool.workers), live),
                             seconds_per_step=self._seconds_per_step, eval_every=self.budget.eval_every)
 
     # -- results -----------------------------------------------------------------------------
