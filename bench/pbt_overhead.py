@@ -271,13 +271,11 @@ def tune(synchronous: bool, storage: Path) -> dict[str, Any]:
 def main() -> None:
     import tempfile
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only (DESIGN §6)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
     sys.path.insert(0, str(HERE))
-    import ray
+    from workers.cluster import connect, disconnect
 
-    ray.init(address="local", num_cpus=WORKERS, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)  # a Ray of its own, never a cluster already running here
+    connect(num_cpus=WORKERS)  # an embedded Ray of its own on loopback, never a cluster already running here
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tmp_path = Path(tmp)
@@ -301,7 +299,7 @@ def main() -> None:
             else:
                 line["tune"] = "ray[tune] not installed"
     finally:
-        ray.shutdown()
+        disconnect()
     print(json.dumps(line), flush=True)
 
 

@@ -19,7 +19,6 @@ on Ray actor calls pays for this shape on this machine.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import numpy as np
@@ -39,8 +38,9 @@ def busy(seconds: float) -> None:
 
 
 def main() -> None:
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only (DESIGN §6)
     import ray
+
+    from workers.cluster import connect, disconnect
 
     @ray.remote(num_cpus=1)
     class Busy:
@@ -60,7 +60,7 @@ def main() -> None:
             seconds, self.busy = self.busy, 0.0
             return seconds
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    connect(num_cpus=2)  # an embedded Ray of its own, on loopback
     try:
         actors = [Busy.remote() for _ in range(2)]
         ray.get([a.take_busy.remote() for a in actors])
@@ -94,7 +94,7 @@ def main() -> None:
 
         runs = {"pipelined": [pipelined() for _ in range(3)], "barrier": [barrier() for _ in range(3)]}
     finally:
-        ray.shutdown()
+        disconnect()
     line = {"bench": "ray_call_floor", "item_ms": ITEM_S * 1000, "eval_ms": EVAL_S * 1000,
             **{f"{shape}_utilisation": sorted(values)[1] for shape, values in runs.items()},
             **{f"{shape}_runs": values for shape, values in runs.items()}}

@@ -25,17 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-
-import ray  # noqa: E402
-
-from pbt.config import load_config  # noqa: E402
-from pbt.strategies import make_strategy  # noqa: E402
-from search.runner import Runner, member_seed, strategy_rng  # noqa: E402
-from search.store import RunStore  # noqa: E402
-from workers.actor import TrainableSpec  # noqa: E402
-from workers.pool import WorkerPool  # noqa: E402
-from workers.trainable import resolve_trainable  # noqa: E402
+from pbt.config import load_config
+from pbt.strategies import make_strategy
+from search.runner import Runner, member_seed, strategy_rng
+from search.store import RunStore
+from workers.actor import TrainableSpec
+from workers.cluster import connect, disconnect
+from workers.pool import WorkerPool
+from workers.trainable import resolve_trainable
 
 CONFIG = Path(__file__).resolve().parent.parent / "examples" / "digits.toml"
 WORKERS = 2
@@ -109,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = load_config(CONFIG)
-    ray.init(address="local", num_cpus=WORKERS, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    connect(num_cpus=WORKERS)  # an embedded Ray of its own, on loopback
     try:
         with tempfile.TemporaryDirectory() as tmp:
             line = {"bench": "runner_overhead", "strategy": "random", "members": config.budget.population,
@@ -123,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 line.update(theirs)
                 line["wall_ratio_tune_over_ours"] = round(theirs["tune_wall_seconds"] / figures["wall_seconds"], 2)
     finally:
-        ray.shutdown()
+        disconnect()
     print(json.dumps(line))
     return 0
 

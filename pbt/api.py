@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
-import ray
-
 from models.errors import StoreError
 from pbt.config import RunConfig, parse_config
 from pbt.strategies import make_strategy
@@ -24,7 +22,7 @@ from search.runner import Runner, strategy_rng
 from search.store import DB_NAME, SUMMARY_NAME, RunStore, load_run
 from search.strategy import Strategy
 from workers.actor import TrainableSpec
-from workers.cluster import PACKAGES, connect
+from workers.cluster import PACKAGES, connect, disconnect
 from workers.pool import WorkerPool, check_workers
 from workers.trainable import resolve_trainable
 
@@ -50,7 +48,7 @@ def run(
         return _drive(search, store, spec, config, seed, workers, on_progress, resume=False)
     finally:
         if started:
-            ray.shutdown()
+            disconnect()
 
 
 def resume(
@@ -82,7 +80,7 @@ def resume(
         return _drive(search, store, spec, config, info["seed"], workers, on_progress, resume=True)
     finally:
         if started:
-            ray.shutdown()
+            disconnect()
 
 
 def _spec(config: RunConfig) -> TrainableSpec:

@@ -145,7 +145,7 @@ def _compare(args: argparse.Namespace) -> int:
     from pbt import api
     from pbt.compare import compare, format_summary
     from pbt.terminal import ProgressDisplay
-    from workers.cluster import connect
+    from workers.cluster import connect, disconnect
 
     started = connect(args.address)  # one Ray for every run
     out.mkdir(parents=True, exist_ok=True)
@@ -169,9 +169,7 @@ def _compare(args: argparse.Namespace) -> int:
                                  target=args.target, on_run=announce)
     finally:
         if started:
-            import ray
-
-            ray.shutdown()
+            disconnect()
     columns = ["strategy", "seed", "best_objective", *[c for c in table.columns if c.startswith("test_")],
                "steps_to_target", "wall_seconds"]
     print(table[columns].to_string(index=False))

@@ -36,6 +36,25 @@ class SlowToy(ToyQuadratic):
             super().train(1)
 
 
+class GatedToy(ToyQuadratic):
+    """The toy, held at its first ``train`` until the file ``release`` exists; it writes ``started``
+    first, so a test can look at a search while its workers are up and busy."""
+
+    def __init__(self, hparams: Mapping[str, Any], seed: int, *, started: str, release: str,
+                 lr: float = 0.01) -> None:
+        super().__init__(hparams, seed, lr=lr)
+        self.started, self.release = Path(started), Path(release)
+
+    def train(self, steps: int) -> None:
+        self.started.touch()
+        deadline = time.monotonic() + 120
+        while not self.release.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.release} never appeared")
+            time.sleep(0.02)
+        super().train(steps)
+
+
 class HeldOutToy(ToyQuadratic):
     """The toy with the optional ``test()``: ``test_steps``, the steps it has trained."""
 
