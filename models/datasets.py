@@ -2,7 +2,7 @@
 standardised with the training split's statistics.
 
 Built-ins: ``digits`` (scikit-learn's bundled 8×8 digits, 1,797 samples, no download), and the
-classic synthetic sets ``xor``, ``quadrants`` and ``spirals`` (generated from the seed). Anything
+classic synthetic sets ``xor``, ``quadrants``, ``spirals`` and ``checkerboard`` (generated from the seed). Anything
 else that ends in ``.npz`` (or names a path) is a user's file holding ``X`` (samples × features)
 and ``y`` (integer labels).
 """
@@ -90,6 +90,14 @@ def spirals(rng: np.random.Generator, n: int = 600, noise: float = 0.05) -> tupl
     return X, y
 
 
+def checkerboard(rng: np.random.Generator, n: int = 1200, cells: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Points uniform on [−1, 1]² under a ``cells`` × ``cells`` checkerboard; the label (0, 1) is the
+    square's colour. Every square needs boundaries of its own, so a small net learns it slowly."""
+    X = rng.uniform(-1.0, 1.0, size=(n, 2))
+    square = np.minimum(((X + 1.0) / 2.0 * cells).astype(int), cells - 1)
+    return X, (square[:, 0] + square[:, 1]) % 2
+
+
 def load_npz(path: str, field: str = "trainable.dataset") -> tuple[np.ndarray, np.ndarray]:
     """``X`` (N, D) finite numbers and ``y`` (N,) integers from a user's ``.npz``; ConfigError otherwise."""
     where = f"{field}: {path}"
@@ -124,7 +132,7 @@ def load_npz(path: str, field: str = "trainable.dataset") -> tuple[np.ndarray, n
     return X, y
 
 
-SYNTHETIC = {"xor": xor, "quadrants": quadrants, "spirals": spirals}
+SYNTHETIC = {"xor": xor, "quadrants": quadrants, "spirals": spirals, "checkerboard": checkerboard}
 BUILTIN = ("digits", *SYNTHETIC)
 
 

@@ -54,13 +54,14 @@ def held_out_metrics(trainable: Any) -> dict[str, float]:
 
 
 def _builtins() -> dict[str, type]:
-    from models import MLPClassifier, ToyQuadratic
+    from models import MLPClassifier, NoisyQuadratic, ToyQuadratic
 
-    return {"mlp": MLPClassifier, "toy": ToyQuadratic}
+    return {"mlp": MLPClassifier, "toy": ToyQuadratic, "nqm": NoisyQuadratic}
 
 
 def resolve_trainable(name: str) -> type:
-    """Return the class named by ``trainable.name``: ``"mlp"``, ``"toy"`` or ``"package.module:Class"``.
+    """Return the class named by ``trainable.name``: a built-in (``"mlp"``, ``"toy"``, ``"nqm"``) or
+    ``"package.module:Class"``.
 
     Raises ``ConfigError`` naming what does not resolve or which method of the shape is missing.
     """

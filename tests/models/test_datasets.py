@@ -24,13 +24,23 @@ def test_split_depends_on_the_seed_only():
     assert not np.array_equal(a.y_val, c.y_val)
 
 
-@pytest.mark.parametrize("name,classes", [("xor", 2), ("quadrants", 4), ("spirals", 2)])
+@pytest.mark.parametrize("name,classes", [("xor", 2), ("quadrants", 4), ("spirals", 2), ("checkerboard", 2)])
 def test_synthetic_sets(name, classes):
     d = load_dataset(name, seed=3)
     assert d.n_features == 2 and d.n_classes == classes
     assert set(np.unique(d.y_train)) == set(range(classes))
     assert np.array_equal(d.X_train, load_dataset(name, seed=3).X_train)
     assert not np.array_equal(d.X_train, load_dataset(name, seed=4).X_train)
+
+
+def test_checkerboard_colours_alternate_between_neighbouring_squares():
+    from models.datasets import checkerboard
+
+    X, y = checkerboard(np.random.default_rng(0), n=4000, cells=4)
+    square = np.floor((X + 1.0) * 2).astype(int)
+    for (i, j), colour in {(0, 0): 0, (0, 1): 1, (1, 1): 0, (3, 2): 1}.items():
+        assert set(y[(square[:, 0] == i) & (square[:, 1] == j)]) == {colour}
+    assert 0.45 < y.mean() < 0.55
 
 
 def test_labels_are_mapped_to_consecutive_classes():

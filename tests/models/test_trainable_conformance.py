@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
-from models import MLPClassifier, ToyQuadratic
+from models import MLPClassifier, NoisyQuadratic, ToyQuadratic
 from workers.trainable import Trainable
 
 CASES = {
     "mlp": (MLPClassifier, {"lr": 0.05, "momentum": 0.9, "dropout": 0.2}, {"lr": 0.01, "dropout": 0.0},
             {"hidden": [16], "batch_size": 32}),
     "toy": (ToyQuadratic, {"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0}, {}),
+    "nqm": (NoisyQuadratic, {"lr": 0.5, "momentum": 0.5}, {"lr": 0.05, "momentum": 0.0}, {"dim": 20}),
 }
 
 
