@@ -19,4 +19,5 @@ class ConfigError(PBTError, ValueError):
 
 
 class StoreError(PBTError):
-    """A run directory or its SQLite store is missing, corrupt or of another version."""
+    """A run directory or its SQLite store is missing, corrupt or of another version, or a write
+    to it failed (and was rolled back: the store holds what was committed before it)."""

@@ -140,7 +140,8 @@ class RunStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """THE transaction helper: every write to the store happens inside one of these. Nested
-        uses (see ``batch``) join the outer transaction."""
+        uses (see ``batch``) join the outer transaction. A write that fails, in its statements or
+        at COMMIT, is rolled back whole (``StoreError``), and the store takes the next one."""
         if self._depth:
             self._depth += 1
             try:
@@ -148,16 +149,19 @@ class RunStore:
             finally:
                 self._depth -= 1
             return
-        self._conn.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
+            self._conn.execute("BEGIN IMMEDIATE")
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:  # a failed COMMIT leaves it open, and every later BEGIN would fail
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.run_dir / DB_NAME}: a write failed and was undone ({exc})") from exc
             raise
         finally:
             self._depth = 0
-        self._conn.execute("COMMIT")
 
     def batch(self) -> AbstractContextManager[sqlite3.Connection]:
         """Group several writes into one transaction: ``with store.batch(): ...``."""
