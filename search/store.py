@@ -177,6 +177,16 @@ class RunStore:
         row = self._conn.execute("SELECT state FROM snapshot WHERE id = 1").fetchone()
         return None if row is None else json.loads(row[0])
 
+    def resumable(self) -> bool:
+        """A resume continues this run from a durable snapshot: one was committed and the run did
+        not finish (``StoreError`` if the store cannot be read)."""
+        try:
+            row = self._conn.execute(
+                "SELECT status, EXISTS (SELECT 1 FROM snapshot) FROM run WHERE id = 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.run_dir / DB_NAME}: cannot read ({exc})") from exc
+        return row is not None and row[0] != "finished" and bool(row[1])
+
     def last_event(self) -> int:
         """The sequence number of the newest event (0 if none)."""
         return int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
