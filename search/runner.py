@@ -195,10 +195,11 @@ class Runner:
                 self._apply(self.strategy.ask(self._view()))
             if self.strategy.is_finished(self._view()) and not any(m.segment for m in self.members.values()):
                 return
-            self._dispatch()
+            ready = self.pool.poll()  # once a turn: what dispatch saw is what the checks below see
+            self._dispatch(ready)
             if any(self.queues.values()):
                 changed, idle_since = self._collect(timeout=0.1), time.monotonic()
-            elif self.pool.poll():
+            elif ready:  # workers were free and no member waits
                 raise StrategyError("the strategy asked for nothing while no member is training")
             elif time.monotonic() - idle_since > self.pool.start_timeout:
                 raise WorkerStartError(f"no worker came up for {self.pool.start_timeout:g} s")
@@ -270,12 +271,11 @@ class Runner:
         self._put_member(m)
 
     # -- dispatch ----------------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        """Fill the ready workers' queues level by level, so an idle worker gets work before a busy
-        one gets a second call. The waiting members are shared out over the idle workers when all
-        are idle, else over the free queue slots; a call takes its share, or fewer when that would
-        exceed its training time (``_call_periods``), split evenly over the members it takes."""
-        ready = self.pool.poll()
+    def _dispatch(self, ready: list[PoolWorker]) -> None:
+        """Fill the ``ready`` workers' queues level by level, so an idle worker gets work before a
+        busy one gets a second call. The waiting members are shared out over the idle workers when
+        all are idle, else over the free queue slots; a call takes its share, or fewer when that
+        would exceed its training time (``_call_periods``), split evenly over the members it takes."""
         ready_ids = {w.id for w in ready}
         free = sum(max(0, self.max_inflight - len(self.queues.get(w.id, ()))) for w in ready)
         waiting = sum(m.segment is not None and m.status == "running" and m.planned() < m.segment.end

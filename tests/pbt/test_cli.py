@@ -297,6 +297,19 @@ def test_a_run_whose_final_checkpoint_fails_says_resume_continues_it_and_resume_
     assert_every_row("run", population=2, steps=8)
 
 
+def test_a_worker_that_dies_on_a_one_worker_run_is_replaced_and_the_run_finishes(ray_session, cwd, capsys):
+    # the replacement comes up while every member waits for it: the runner's loop must not mistake
+    # that for a strategy with nothing to ask (tests/search/test_failures.py plays the race exactly)
+    marker = cwd / "died"
+    settings = f'delay = 0.01\ndie_once = "{marker}"\ndie_at = 10'
+    (cwd / "c.toml").write_text(SLOW_TOY.format(settings=settings, population=3, steps=16))
+    assert main(["run", "c.toml", "--strategy", "random", "--out", "run", "--workers", "1", "--quiet"]) == 0
+    assert marker.exists() and "error" not in capsys.readouterr().err
+    assert_every_row("run", population=3, steps=16)
+    failures = load_run("run").events.query("kind == 'failure'")
+    assert len(failures) >= 1 and all(d["recovered"] for d in failures["data"])  # the members of its call
+
+
 def test_default_out_names_config_strategy_seed_and_time():
     out = default_out(Path("examples/digits.toml"), "grid", 3)
     assert out.parent == Path("runs")
