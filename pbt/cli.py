@@ -1,15 +1,18 @@
 """The ``pbt`` command line (DESIGN §6): one small handler per subcommand.
 
-Results go to stdout, progress and logs to stderr. A ``PBTError`` (bad config or argument, unreadable
-run directory) is caught once, in ``main``: one line ``pbt: error: <message>`` and exit status 2,
-with a traceback only under ``--debug``. To add a subcommand, write ``_add_<name>(subparsers)``
-that registers its arguments and sets ``handler``, and list it in ``COMMANDS``.
+Results go to stdout, progress and logs to stderr. A ``PBTError`` is caught once, in ``main``: one
+line ``pbt: error: <message>``, with a traceback only under ``--debug``, and exit status 3 for a run
+that failed (``RunFailed``: the line names its directory and says whether ``pbt resume`` continues
+it), else 2 (a bad config or argument, an unreadable run directory: nothing was written). To add
+a subcommand, write ``_add_<name>(subparsers)`` that registers its arguments and sets ``handler``,
+and list it in ``COMMANDS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import time
 import traceback
@@ -17,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from models.errors import ConfigError, PBTError
+from models.errors import ConfigError, PBTError, RunFailed
 from pbt.config import load_config
 from pbt.strategies import COMPARED, STRATEGIES, parse_strategies
 
@@ -263,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_advice(failed: RunFailed) -> str:
+    """What ``pbt resume`` can do for a run that failed."""
+    command = f"`pbt resume {shlex.quote(str(failed.run_dir))}`"
+    if failed.resumable:
+        return f"{command} continues it from its last snapshot"
+    return f"{command} cannot continue it: no snapshot of it is durable (a resume starts it over)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pbt`` command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -274,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PBTError as exc:
         if debug:
             traceback.print_exc()
+        if isinstance(exc, RunFailed):
+            print(f"pbt: error: {exc}; {_resume_advice(exc)}", file=sys.stderr)
+            return 3
         print(f"pbt: error: {exc}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help and --version exit through argparse

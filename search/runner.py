@@ -28,6 +28,9 @@ from typing import Any
 import numpy as np
 import ray
 
+from models.errors import (
+    CheckpointError, PBTError, RunFailed, StoreError, StrategyError, WorkerStartError,
+)
 from search.budget import Budget
 from search.checkpoints import CheckpointWriter, checkpoint_name, load_checkpoint
 from search.pacing import call_periods
@@ -42,7 +45,6 @@ from workers.pool import PoolWorker, WorkerPool
 
 MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not retried forever
 PROGRESS_EVERY_S = 0.25
-NO_WORKER_TIMEOUT_S = 120.0
 
 
 def strategy_rng(seed: int) -> np.random.Generator:
@@ -150,7 +152,8 @@ class Runner:
     # -- the loop ----------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
         """Drive the strategy until it is finished; with ``resume``, first roll the store back to
-        its last snapshot and continue from there."""
+        its last snapshot and continue from there. ``RunFailed`` (from the ``PBTError`` that
+        stopped it) when the run cannot go on: the store marks it failed."""
         try:
             if resume:
                 self._restore()
@@ -167,11 +170,23 @@ class Runner:
             self.store.write_summary(summary)
             self._progress(force=True)
             return summary
+        except PBTError as exc:
+            raise RunFailed(self.store.run_dir, str(exc), resumable=self._mark_failed()) from exc
         except BaseException:
-            self.store.finish("failed")
+            self._mark_failed()
             raise
         finally:
             self.writer.close()
+
+    def _mark_failed(self) -> bool:
+        """Mark the run failed in the store; returns whether a resume can continue it. A store that
+        cannot take this write or answer stays as it is (a run left ``running`` resumes the same
+        way): the error that stopped the run is the one to report."""
+        try:
+            self.store.finish("failed")
+            return self.store.resumable()
+        except StoreError:
+            return False
 
     def _loop(self, changed: bool) -> None:
         idle_since = time.monotonic()
@@ -180,13 +195,14 @@ class Runner:
                 self._apply(self.strategy.ask(self._view()))
             if self.strategy.is_finished(self._view()) and not any(m.segment for m in self.members.values()):
                 return
-            self._dispatch()
+            ready = self.pool.poll()  # once a turn: what dispatch saw is what the checks below see
+            self._dispatch(ready)
             if any(self.queues.values()):
                 changed, idle_since = self._collect(timeout=0.1), time.monotonic()
-            elif self.pool.poll():
-                raise RuntimeError("the strategy asked for nothing while no member is training")
-            elif time.monotonic() - idle_since > NO_WORKER_TIMEOUT_S:
-                raise RuntimeError(f"no worker came up for {NO_WORKER_TIMEOUT_S:.0f} s")
+            elif ready:  # workers were free and no member waits
+                raise StrategyError("the strategy asked for nothing while no member is training")
+            elif time.monotonic() - idle_since > self.pool.start_timeout:
+                raise WorkerStartError(f"no worker came up for {self.pool.start_timeout:g} s")
             else:
                 changed = False
                 time.sleep(0.05)  # every worker is starting or being replaced
@@ -219,11 +235,11 @@ class Runner:
             elif isinstance(decision, Exploit):
                 self._exploit(decision)
             else:
-                raise TypeError(f"unknown decision {decision!r}")
+                raise StrategyError(f"unknown decision {decision!r}")
 
     def _start(self, d: Start) -> None:
         if d.member in self.members:
-            raise RuntimeError(f"member {d.member} started twice")
+            raise StrategyError(f"member {d.member} started twice")
         m = _Member(d.member, member_seed(self.seed, d.member), dict(d.hparams))
         self.members[d.member] = m
         self._event("start", m.member, 0, {"hparams": m.hparams})
@@ -232,15 +248,15 @@ class Runner:
     def _train(self, d: Train) -> None:
         m = self.members[d.member]
         if m.segment is not None or m.status != "running":
-            raise RuntimeError(f"Train for member {d.member}, which is busy or {m.status}")
+            raise StrategyError(f"Train for member {d.member}, which is busy or {m.status}")
         if d.steps < 1 or d.steps % self.budget.eval_every or m.step + d.steps > self.budget.steps:
-            raise RuntimeError(f"Train({d.member}, {d.steps}) at step {m.step} breaks the budget {self.budget}")
+            raise StrategyError(f"Train({d.member}, {d.steps}) at step {m.step} breaks the budget {self.budget}")
         m.segment = _Segment(m.step, m.step + d.steps, dict(m.hparams))
 
     def _exploit(self, d: Exploit) -> None:
         m, donor = self.members[d.member], self.members[d.donor]
         if m.segment is not None or m.calls or donor.ref is None:
-            raise RuntimeError(f"Exploit({d.member} <- {d.donor}): receiver busy or donor untrained")
+            raise StrategyError(f"Exploit({d.member} <- {d.donor}): receiver busy or donor untrained")
         old = m.hparams
         self._event("exploit", m.member, m.step, {
             "donor": donor.member, "donor_step": donor.step,
@@ -255,12 +271,11 @@ class Runner:
         self._put_member(m)
 
     # -- dispatch ----------------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        """Fill the ready workers' queues level by level, so an idle worker gets work before a busy
-        one gets a second call. The waiting members are shared out over the idle workers when all
-        are idle, else over the free queue slots; a call takes its share, or fewer when that would
-        exceed its training time (``_call_periods``), split evenly over the members it takes."""
-        ready = self.pool.poll()
+    def _dispatch(self, ready: list[PoolWorker]) -> None:
+        """Fill the ``ready`` workers' queues level by level, so an idle worker gets work before a
+        busy one gets a second call. The waiting members are shared out over the idle workers when
+        all are idle, else over the free queue slots; a call takes its share, or fewer when that
+        would exceed its training time (``_call_periods``), split evenly over the members it takes."""
         ready_ids = {w.id for w in ready}
         free = sum(max(0, self.max_inflight - len(self.queues.get(w.id, ()))) for w in ready)
         waiting = sum(m.segment is not None and m.status == "running" and m.planned() < m.segment.end
@@ -581,7 +596,7 @@ class Runner:
                 self.store.commit_snapshot(state, last_event)
                 self._prune(state)
             elif required:
-                raise RuntimeError(f"the final checkpoint could not be written: {self.writer.error}")
+                raise CheckpointError(f"the final checkpoint could not be written: {self.writer.error}")
 
     def _request_snapshot(self) -> None:
         self._snapshot_at = time.monotonic()
@@ -601,7 +616,7 @@ class Runner:
     def _await_snapshot(self, required: bool) -> None:
         while self._snapshot_job is not None:
             if not self.writer.alive:
-                raise RuntimeError("the checkpoint writer stopped")
+                raise CheckpointError("the checkpoint writer stopped")
             self._take_snapshots(required=required, wait=1.0)
 
     def _prune(self, state: Mapping[str, Any], partial: bool = False) -> None:

@@ -140,7 +140,8 @@ class RunStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """THE transaction helper: every write to the store happens inside one of these. Nested
-        uses (see ``batch``) join the outer transaction."""
+        uses (see ``batch``) join the outer transaction. A write that fails, in its statements or
+        at COMMIT, is rolled back whole (``StoreError``), and the store takes the next one."""
         if self._depth:
             self._depth += 1
             try:
@@ -148,16 +149,19 @@ class RunStore:
             finally:
                 self._depth -= 1
             return
-        self._conn.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
+            self._conn.execute("BEGIN IMMEDIATE")
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:  # a failed COMMIT leaves it open, and every later BEGIN would fail
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.run_dir / DB_NAME}: a write failed and was undone ({exc})") from exc
             raise
         finally:
             self._depth = 0
-        self._conn.execute("COMMIT")
 
     def batch(self) -> AbstractContextManager[sqlite3.Connection]:
         """Group several writes into one transaction: ``with store.batch(): ...``."""
@@ -172,6 +176,16 @@ class RunStore:
         """The last committed snapshot's state, or ``None`` if none was committed."""
         row = self._conn.execute("SELECT state FROM snapshot WHERE id = 1").fetchone()
         return None if row is None else json.loads(row[0])
+
+    def resumable(self) -> bool:
+        """A resume continues this run from a durable snapshot: one was committed and the run did
+        not finish (``StoreError`` if the store cannot be read)."""
+        try:
+            row = self._conn.execute(
+                "SELECT status, EXISTS (SELECT 1 FROM snapshot) FROM run WHERE id = 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.run_dir / DB_NAME}: cannot read ({exc})") from exc
+        return row is not None and row[0] != "finished" and bool(row[1])
 
     def last_event(self) -> int:
         """The sequence number of the newest event (0 if none)."""

@@ -1,7 +1,9 @@
 """The ``pbt`` command line as a new user meets it, and what ``pbt run`` draws on the terminal.
 
 Every bad input: exit status 2, one stderr line ``pbt: error: <field>: <problem>``, no traceback,
-and no run directory. The runs themselves (on Ray) are tested with the engine.
+and no run directory. A run that fails (on the session's Ray): exit status 3, one stderr line that
+names the run directory and says what ``pbt resume`` can do, which it then does. The runs
+themselves are tested with the engine.
 """
 
 import io
@@ -14,11 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import ray
 
+import workers.pool
 from pbt.cli import SUBCOMMANDS, default_out, main
 from pbt.terminal import ProgressDisplay, format_duration, format_progress, ranked_members, results_table
 from search.progress import Progress
-from search.store import RunData
+from search.store import RunData, load_run
 
 TOY = """\
 objective = "Q"
@@ -220,6 +224,90 @@ def test_installed_console_script(tmp_path):
     assert failed.stderr == "pbt: error: c.toml: budget.steps: must be a multiple of budget.eval_every (5), got 21\n"
     assert failed.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+SLOW_TOY = """\
+objective = "Q"
+mode = "max"
+
+[trainable]
+name = "trainables:SlowToy"
+{settings}
+
+[space]
+h0 = {{ uniform = [0.0, 1.0] }}
+h1 = {{ uniform = [0.0, 1.0] }}
+
+[budget]
+population = {population}
+steps = {steps}
+eval_every = 4
+"""
+
+
+def assert_every_row(run_dir: str, population: int, steps: int) -> None:
+    data = load_run(run_dir)
+    assert sorted(zip(data.results["member"], data.results["step"])) == [
+        (m, s) for m in range(population) for s in range(4, steps + 1, 4)]  # none missing, none twice
+    assert data.info["status"] == "finished" and set(data.members["status"]) == {"finished"}
+
+
+@ray.remote
+class _Hog:
+    def ready(self) -> bool:
+        return True
+
+
+def test_a_run_whose_workers_never_come_up_fails_in_one_line_and_resume_starts_it_over(
+        ray_session, cwd, capsys, monkeypatch):
+    (cwd / "c.toml").write_text(SLOW_TOY.format(settings="", population=2, steps=8))
+    hog = _Hog.options(num_cpus=ray.cluster_resources()["CPU"]).remote()  # every CPU taken: no worker fits
+    ray.get(hog.ready.remote())
+    cause = "1 of 1 workers not up after 2 s: the cluster cannot place them (1 CPU each)"
+    try:
+        with monkeypatch.context() as short:
+            short.setattr(workers.pool, "START_TIMEOUT_S", 2.0)
+            for argv, run_dir in ((["run", "c.toml", "--out", "run"], "run"),
+                                  (["resume", "run"], "run"),
+                                  (["compare", "c.toml", "--strategies", "random", "--seeds", "1", "--out", "cmp"],
+                                   "cmp/random-seed0")):
+                assert main([*argv, "--workers", "1", "--quiet"]) == 3
+                assert one_error_line(capsys) == (
+                    f"{run_dir}: run failed: {cause}; `pbt resume {run_dir}` cannot continue it: "
+                    "no snapshot of it is durable (a resume starts it over)")
+                assert load_run(run_dir).info["status"] == "failed"
+    finally:
+        ray.kill(hog, no_restart=True)
+    assert main(["resume", "run", "--workers", "1", "--quiet"]) == 0
+    assert_every_row("run", population=2, steps=8)
+
+
+def test_a_run_whose_final_checkpoint_fails_says_resume_continues_it_and_resume_does(ray_session, cwd, capsys):
+    # the first state taken at step 8 (a member's last) holds an object array: it cannot be checkpointed
+    marker = cwd / "unsavable"
+    settings = f'unsavable_once = "{marker}"\nunsavable_at = 8'
+    (cwd / "c.toml").write_text(SLOW_TOY.format(settings=settings, population=2, steps=8))
+    assert main(["run", "c.toml", "--strategy", "random", "--out", "run", "--workers", "1", "--quiet"]) == 3
+    assert re.fullmatch(
+        r"run: run failed: the final checkpoint could not be written: member-\d-v\d+\.npz: ValueError: "
+        r"Object arrays cannot be saved when allow_pickle=False; `pbt resume run` continues it from its last snapshot",
+        one_error_line(capsys))
+    assert marker.exists() and load_run("run").info["status"] == "failed"
+    assert main(["resume", "run", "--workers", "1", "--quiet"]) == 0
+    assert_every_row("run", population=2, steps=8)
+
+
+def test_a_worker_that_dies_on_a_one_worker_run_is_replaced_and_the_run_finishes(ray_session, cwd, capsys):
+    # the replacement comes up while every member waits for it: the runner's loop must not mistake
+    # that for a strategy with nothing to ask (tests/search/test_failures.py plays the race exactly)
+    marker = cwd / "died"
+    settings = f'delay = 0.01\ndie_once = "{marker}"\ndie_at = 10'
+    (cwd / "c.toml").write_text(SLOW_TOY.format(settings=settings, population=3, steps=16))
+    assert main(["run", "c.toml", "--strategy", "random", "--out", "run", "--workers", "1", "--quiet"]) == 0
+    assert marker.exists() and "error" not in capsys.readouterr().err
+    assert_every_row("run", population=3, steps=16)
+    failures = load_run("run").events.query("kind == 'failure'")
+    assert len(failures) >= 1 and all(d["recovered"] for d in failures["data"])  # the members of its call
 
 
 def test_default_out_names_config_strategy_seed_and_time():

@@ -1,12 +1,18 @@
-"""Failures on real Ray: a worker process that dies mid-train, a trainable that raises."""
+"""Failures on real Ray: a worker process that dies mid-train, a trainable that raises, a replacement
+worker that comes up between two polls of the pool."""
 
 from __future__ import annotations
 
-from trainables import toy_q, toy_raw
+import ray
+from trainables import SlowToy, toy_q, toy_raw
 
 from pbt.api import run
 from pbt.config import parse_config
-from search.store import load_run
+from pbt.strategies import make_strategy
+from search.runner import Runner, strategy_rng
+from search.store import RunStore, load_run
+from workers import TrainableSpec, WorkerPool
+from workers.pool import PoolWorker
 
 
 def test_worker_death_mid_train_is_recovered_from_the_last_state(ray_session, tmp_path):
@@ -60,3 +66,47 @@ def test_a_worker_death_counts_against_the_running_call_only(ray_session, tmp_pa
     assert set(data.members["status"]) == {"finished"}
     assert sorted(zip(data.results["member"], data.results["step"])) == [
         (m, s) for m in range(3) for s in range(4, 17, 4)]
+
+
+class _ReplacementUpBetweenPolls(WorkerPool):
+    """The real pool, with one poll scripted: the first poll after a worker is replaced reports no
+    worker up, and returns only once the replacement is up, so the next poll sees it. The runner's
+    race on demand: a replacement that comes up between two polls of the pool."""
+
+    def __init__(self, spec: TrainableSpec, size: int) -> None:
+        super().__init__(spec, size)
+        self.replacement: PoolWorker | None = None
+        self.scripted_polls = 0
+
+    def replace(self, worker_id: str) -> PoolWorker:
+        self.replacement = super().replace(worker_id)
+        return self.replacement
+
+    def poll(self) -> list[PoolWorker]:
+        if self.replacement is None:
+            return super().poll()
+        ray.get(self.replacement.ready)  # up now; this poll does not say so yet
+        self.replacement = None
+        self.scripted_polls += 1
+        return []
+
+
+def test_a_replacement_that_comes_up_between_two_polls_takes_the_waiting_members(ray_session, tmp_path):
+    # one worker; member 0 kills it from step 6, so every member waits for its replacement
+    marker = tmp_path / "died"
+    settings = {"delay": 0.01, "die_once": str(marker), "die_at": 6}
+    config = parse_config(toy_raw(population=2, steps=12, eval_every=4,
+                                  trainable={"name": "trainables:SlowToy", **settings}), "test")
+    store = RunStore.create(tmp_path / "run", config=config.raw, strategy="random", seed=1, population=2,
+                            steps_per_member=12, eval_every=4, objective="Q", mode="max")
+    pool = _ReplacementUpBetweenPolls(TrainableSpec(SlowToy, settings), size=1)
+    try:
+        summary = Runner(make_strategy("random", config, strategy_rng(1)), store, pool, budget=config.budget,
+                         objective="Q", mode="max", seed=1).run()
+    finally:
+        pool.shutdown()
+        store.close()
+    assert marker.exists() and pool.scripted_polls == 1  # the worker died and the race was played
+    data = load_run(tmp_path / "run")
+    assert sorted(zip(data.results["member"], data.results["step"])) == [(m, s) for m in range(2) for s in (4, 8, 12)]
+    assert set(data.members["status"]) == {"finished"} and summary["budget_steps"] == 2 * 12

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from trainables import toy_q, toy_raw
 
+from models.errors import RunFailed, StrategyError
 from pbt.api import run
 from pbt.config import parse_config
 from search.budget import Budget
@@ -105,6 +107,38 @@ def test_exploit_hands_the_donor_state_to_the_receiver(ray_session, tmp_path):
     # both members shared one state after the exploit until member 1 trained: one file per live state now
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.npz"))
     assert len(names) == 2 and names[0].startswith("member-0-") and names[1].startswith("member-1-")
+
+
+class _Idle(Strategy):
+    """Starts one member, then asks for nothing and never finishes."""
+
+    name = "idle"
+
+    def ask(self, view: PopulationView) -> list:
+        return [] if view.members else [Start(0, {"h0": 1.0, "h1": 0.0})]
+
+    def tell(self, result: SegmentResult) -> None:
+        raise AssertionError("nothing was trained")
+
+    def is_finished(self, view: PopulationView) -> bool:
+        return False
+
+
+def test_a_strategy_that_asks_for_nothing_while_a_worker_is_free_fails_the_run(ray_session, tmp_path):
+    store = RunStore.create(tmp_path / "run", config={}, strategy="idle", seed=0, population=1,
+                            steps_per_member=8, eval_every=4, objective="Q", mode="max")
+    pool = WorkerPool(TrainableSpec(ToyQuadratic, {"lr": 0.01}), size=1)
+    try:
+        with pytest.raises(RunFailed) as failed:
+            Runner(_Idle(), store, pool, budget=Budget(population=1, steps=8, eval_every=4), objective="Q",
+                   mode="max", seed=0).run()
+    finally:
+        pool.shutdown()
+        store.close()
+    assert str(failed.value) == f"{tmp_path / 'run'}: run failed: the strategy asked for nothing while no member is training"
+    assert isinstance(failed.value.__cause__, StrategyError)
+    assert failed.value.resumable is False  # it failed before its first snapshot
+    assert load_run(tmp_path / "run").info["status"] == "failed"
 
 
 def test_one_rng_tree_from_the_seed():

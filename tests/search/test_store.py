@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -90,6 +91,34 @@ def test_rollback_returns_to_the_snapshot(tmp_path):
     assert list(zip(run.results["member"], run.results["step"])) == [(0, 10)]
     assert list(run.events["kind"]) == ["start"]
     assert run.members.to_dict("records")[0]["step"] == 10 and run.info["status"] == "running"
+
+
+def test_a_commit_that_fails_is_rolled_back_and_the_next_write_succeeds(tmp_path):
+    _store(tmp_path).close()
+    run_dir = tmp_path / "run"
+    # A deferred foreign key is checked at COMMIT: an event of kind "refused" makes the COMMIT itself
+    # fail (as a busy or full disk can), and SQLite then keeps the transaction open.
+    with closing(sqlite3.connect(run_dir / "run.db")) as other:
+        other.executescript("""
+            CREATE TABLE parent (id INTEGER PRIMARY KEY);
+            CREATE TABLE orphan (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+            CREATE TRIGGER refuse AFTER INSERT ON events WHEN NEW.kind = 'refused'
+            BEGIN INSERT INTO orphan VALUES (1); END;
+        """)
+    conn = sqlite3.connect(run_dir / "run.db", isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys = ON")  # per connection: the store's checks the deferred key
+    store = RunStore(run_dir, conn)
+    store.add_event(0.0, "start", 0, 0, {"hparams": {"h0": 0.5}})
+    with pytest.raises(StoreError, match=r"run\.db: a write failed and was undone \(FOREIGN KEY constraint failed\)"):
+        with store.batch():
+            store.add_results([_result(0, 10, 0.3, 0.5)])
+            store.add_event(1.0, "refused", 0, 10, {})
+    store.add_results([_result(0, 10, 0.4, 0.5)])  # the next writes go through
+    store.add_event(2.0, "finish", 0, 10, {})
+    store.close()
+    run = load_run(run_dir)
+    assert list(run.events["kind"]) == ["start", "finish"]  # nothing of the failed write was kept
+    assert list(zip(run.results["step"], run.results["objective"])) == [(10, 0.4)]
 
 
 def test_open_and_create_refuse_what_is_not_theirs(tmp_path):

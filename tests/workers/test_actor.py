@@ -9,7 +9,7 @@ import pytest
 import ray
 
 from models import ToyQuadratic
-from models.errors import ConfigError
+from models.errors import ConfigError, WorkerStartError
 from workers import TrainableSpec, Worker, WorkerPool
 from workers.actor import HELD_MEMBERS, WorkItem
 from workers.cluster import connect, runtime_env
@@ -158,7 +158,7 @@ class _Unloadable:
 def test_pool_replaces_workers_that_die_before_they_are_up_then_names_the_cause(ray_session):
     pool = WorkerPool(TrainableSpec(ToyQuadratic, {"bad": _Unloadable()}), size=1)
     try:
-        with pytest.raises(RuntimeError, match=r"4 workers died before they were up; the last \(w3\): "
+        with pytest.raises(WorkerStartError, match=r"4 workers died before they were up; the last \(w3\): "
                                                r"RuntimeError: cannot load this setting here"):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -177,10 +177,10 @@ class _Hog:
 def test_warm_up_gives_up_when_the_cluster_cannot_place_a_worker(ray_session):
     hog = _Hog.options(num_cpus=ray.cluster_resources()["CPU"]).remote()  # every CPU taken
     ray.get(hog.ready.remote())
-    pool = WorkerPool(SPEC, size=1)
+    pool = WorkerPool(SPEC, size=1, start_timeout=1.0)
     try:
-        with pytest.raises(RuntimeError, match=r"1 of 1 workers not up after 1 s: the cluster cannot place them"):
-            pool.warm_up(H, 0, timeout=1.0)
+        with pytest.raises(WorkerStartError, match=r"1 of 1 workers not up after 1 s: the cluster cannot place them"):
+            pool.warm_up(H, 0)
     finally:
         pool.shutdown()
         ray.kill(hog, no_restart=True)

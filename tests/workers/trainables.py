@@ -1,4 +1,4 @@
-"""Trainables for the engine's tests: real ``ToyQuadratic`` maths with a slow, dying or raising twist.
+"""Trainables for the engine's tests: the real toy maths with a slow, dying, raising or unsavable twist.
 
 Importable by Ray workers and driver subprocesses (``tests/conftest.py`` puts this directory on
 ``PYTHONPATH``). Settings arrive as ``[trainable]`` keys, like any custom trainable's.
@@ -12,18 +12,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models import ToyQuadratic
 
 
 class SlowToy(ToyQuadratic):
     """The toy, ``delay`` seconds per step. ``die_once`` (a marker path): the first worker to train a
     member past step ``die_at`` writes the marker and dies with ``os._exit``. ``raise_h0``: ``train``
-    raises when the member's ``h0`` equals it."""
+    raises when the member's ``h0`` equals it. ``unsavable_once`` (a marker path): the first state
+    taken at step ``unsavable_at`` or later writes the marker and carries an object array, which a
+    checkpoint (no pickle) cannot hold."""
 
     def __init__(self, hparams: Mapping[str, Any], seed: int, *, delay: float = 0.0, die_once: str = "",
-                 die_at: int = 10**9, raise_h0: float = -1.0, lr: float = 0.01) -> None:
+                 die_at: int = 10**9, raise_h0: float = -1.0, unsavable_once: str = "",
+                 unsavable_at: int = 10**9, lr: float = 0.01) -> None:
         super().__init__(hparams, seed, lr=lr)
         self.delay, self.die_once, self.die_at, self.raise_h0 = delay, die_once, die_at, raise_h0
+        self.unsavable_once, self.unsavable_at = unsavable_once, unsavable_at
 
     def train(self, steps: int) -> None:
         if self.hparams["h0"] == self.raise_h0:
@@ -34,6 +40,13 @@ class SlowToy(ToyQuadratic):
                 os._exit(1)
             time.sleep(self.delay)
             super().train(1)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        state = super().get_state()
+        if self.unsavable_once and self.step >= self.unsavable_at and not Path(self.unsavable_once).exists():
+            Path(self.unsavable_once).write_text(str(os.getpid()))
+            state["note"] = np.array([{"not": "an array"}], dtype=object)
+        return state
 
 
 class GatedToy(ToyQuadratic):
