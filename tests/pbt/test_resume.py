@@ -1,4 +1,5 @@
-"""Resume after a real driver process is SIGKILLed, and synchronous PBT's determinism on the real runner."""
+"""Resume after a real driver process is SIGKILLed (grid, random, synchronous and asynchronous PBT),
+and synchronous PBT's determinism on the real runner."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from trainables import toy_raw
@@ -17,9 +19,10 @@ from trainables import toy_raw
 from pbt.api import resume, run
 from pbt.config import load_config, parse_config
 from models.errors import StoreError
-from search.store import load_run
+from search.store import HP_PREFIX, hparam_names, load_run
 
 TIMES = ("wall_seconds", "train_seconds")
+TIMED_COLUMNS = ("worker", "node", "wall_time", "train_seconds")  # of a result row: where and when, not what
 SLOW_TOY = """
 objective = "Q"
 mode = "max"
@@ -38,10 +41,12 @@ population = 4
 steps = {steps}
 eval_every = 4
 
-[pbt]
-interval = 8
-fraction = 0.25
-synchronous = true
+[pbt]                           # a decision at every evaluation, half the population in the bottom:
+interval = 4                    # exploits often enough that a kill finds one to roll back
+burn_in = 0
+exploit = "truncation"
+fraction = 0.5
+synchronous = {synchronous}
 """
 
 
@@ -49,21 +54,37 @@ def _timeless(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in TIMES}
 
 
-def _progress_in_snapshot(db: Path) -> int:
-    """Steps the last committed snapshot holds (0 if none yet), read like any reader: read-only."""
+class StoreProgress(NamedTuple):
+    """How far a run got: steps in its last committed snapshot, steps its result rows hold, and
+    exploits recorded after that snapshot (all 0 before the first snapshot)."""
+
+    durable: int
+    stored: int
+    exploits_past: int
+
+
+def _progress(db: Path) -> StoreProgress:
+    """The run's ``StoreProgress``, read like any reader (read-only)."""
     try:
         conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            row = conn.execute("SELECT state FROM snapshot").fetchone()
+            conn.execute("BEGIN")  # one consistent read
+            row = conn.execute("SELECT state, last_event FROM snapshot").fetchone()
+            if row is None:
+                return StoreProgress(0, 0, 0)
+            eval_every, rows = conn.execute("SELECT eval_every, (SELECT COUNT(*) FROM results) FROM run").fetchone()
+            exploits_past = conn.execute(
+                "SELECT COUNT(*) FROM events WHERE kind = 'exploit' AND seq > ?", (row[1],)).fetchone()[0]
         finally:
             conn.close()
     except sqlite3.Error:
-        return 0
-    return 0 if row is None else sum(m["step"] for m in json.loads(row[0])["members"].values())
+        return StoreProgress(0, 0, 0)
+    durable = sum(m["step"] for m in json.loads(row[0])["members"].values())
+    return StoreProgress(durable, rows * eval_every, exploits_past)
 
 
 def _run_and_kill(address: str, config: Path, out: Path, strategy: str, total_steps: int) -> None:
-    """Start ``python -m pbt run`` on the session cluster; SIGKILL it once a snapshot holds progress."""
+    """Start ``python -m pbt run`` on the session cluster; SIGKILL it mid-run (``_ready_to_kill``)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "pbt", "run", str(config), "--strategy", strategy, "--seed", "11",
          "--out", str(out), "--address", address, "--workers", "2", "--quiet"],
@@ -71,11 +92,10 @@ def _run_and_kill(address: str, config: Path, out: Path, strategy: str, total_st
     )
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if 0 < _progress_in_snapshot(out / "run.db") < total_steps // 2:
-                break
+        while not _ready_to_kill(_progress(out / "run.db"), strategy, total_steps):
+            assert proc.poll() is None, f"the driver ended before it could be killed: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "the run never reached the point to kill it at"
             time.sleep(0.05)
-        assert proc.poll() is None, f"the driver ended before it could be killed: {proc.stderr.read().decode()}"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -86,27 +106,84 @@ def _run_and_kill(address: str, config: Path, out: Path, strategy: str, total_st
     assert load_run(out).info["status"] == "running"  # it really died mid-run
 
 
-@pytest.mark.parametrize("strategy", ["random", "pbt"])
+def _ready_to_kill(progress: StoreProgress, strategy: str, total_steps: int) -> bool:
+    """A snapshot with progress is durable, results past it are stored (with PBT, an exploit too)
+    and steps are left: the resume must roll that work back, do it again, and go on."""
+    return (0 < progress.durable < progress.stored < total_steps
+            and (strategy != "pbt" or progress.exploits_past > 0))
+
+
+def _assert_complete(out: Path, summary: dict, population: int, steps: int, eval_every: int) -> None:
+    """The resumed run finished with one result row per member at every ``eval_every`` step (none
+    missing, none extra), one start and one finish event per member, and exactly the budget."""
+    data = load_run(out)
+    assert sorted(zip(data.results["member"], data.results["step"])) == [
+        (m, s) for m in range(population) for s in range(eval_every, steps + 1, eval_every)]
+    for kind in ("start", "finish"):
+        assert sorted(data.events[data.events["kind"] == kind]["member"]) == list(range(population))
+    assert data.info["status"] == "finished" and summary["budget_steps"] == population * steps
+    assert data.summary == summary
+    checkpoints = list((out / "checkpoints").iterdir())  # the last states, and no half-written file
+    assert 1 <= len(checkpoints) <= population
+    assert all(p.suffix == ".npz" and not p.name.endswith(".tmp.npz") for p in checkpoints)
+
+
+def _assert_lineage_consistent(out: Path, summary: dict) -> None:
+    """Every exploit names a real member and donor, happened once, is followed by its explore, took
+    the donor's state at a step the donor was evaluated, and the result rows were trained with the
+    hyperparameters the start and exploit events say the member had at each step."""
+    data = load_run(out)
+    events = data.events
+    exploit_events = events[events["kind"] == "exploit"]
+    explore_events = events[events["kind"] == "explore"]
+    assert summary["exploits"] == len(exploit_events) > 0
+    members = set(data.members["member"])
+    evaluated = set(zip(data.results["member"], data.results["step"]))
+    taken = list(zip(exploit_events["member"], exploit_events["step"]))
+    assert len(set(taken)) == len(taken), "an exploit was recorded twice"
+    assert sorted(zip(explore_events["member"], explore_events["step"])) == sorted(taken)
+    hparams: dict[int, list[tuple[int, dict]]] = {}  # member -> [(from step, hparams), ...] in event order
+    for kind, member, step, record in zip(events["kind"], events["member"], events["step"], events["data"]):
+        if kind == "start":
+            hparams[member] = [(0, record["hparams"])]
+        elif kind == "exploit":
+            assert member in members and record["donor"] in members and record["donor"] != member
+            assert (record["donor"], record["donor_step"]) in evaluated and (member, step) in evaluated
+            assert hparams[member][-1][1] == record["old_hparams"]
+            hparams[member].append((step, record["new_hparams"]))
+    names = hparam_names(data.results)
+    columns = ["member", "step", *(HP_PREFIX + name for name in names)]
+    for member, step, *values in data.results[columns].itertuples(index=False):
+        had = next(h for start, h in reversed(hparams[member]) if start < step)
+        assert dict(zip(names, values)) == had, f"member {member} at step {step}"
+
+
+@pytest.mark.parametrize("strategy", ["grid", "random", "pbt"])
 def test_resume_after_sigkill_has_no_duplicate_and_no_missing_results(ray_cluster, tmp_path, strategy):
     path = tmp_path / "slow.toml"
-    path.write_text(SLOW_TOY.format(steps=80))
+    path.write_text(SLOW_TOY.format(steps=80, synchronous="true"))
     _run_and_kill(ray_cluster.address, path, tmp_path / "killed", strategy, total_steps=4 * 80)
     summary = resume(tmp_path / "killed", workers=2)
-    data = load_run(tmp_path / "killed")
-    assert sorted(zip(data.results["member"], data.results["step"])) == [
-        (m, s) for m in range(4) for s in range(4, 81, 4)]
-    assert sorted(data.events[data.events["kind"] == "start"]["member"]) == [0, 1, 2, 3]
-    assert sorted(data.events[data.events["kind"] == "finish"]["member"]) == [0, 1, 2, 3]
-    assert data.info["status"] == "finished" and summary["budget_steps"] == 4 * 80
-    checkpoints = list((tmp_path / "killed" / "checkpoints").iterdir())
-    assert 1 <= len(checkpoints) <= 4 and all(p.suffix == ".npz" for p in checkpoints)
+    _assert_complete(tmp_path / "killed", summary, population=4, steps=80, eval_every=4)
+    if strategy == "pbt":
+        _assert_lineage_consistent(tmp_path / "killed", summary)
     # a fixed seed: the resumed run ends exactly where an uninterrupted one does (times aside)
     whole = run(load_config(path), strategy=strategy, seed=11, out=tmp_path / "whole", workers=2)
     assert _timeless(summary) == _timeless(whole)
-    if strategy == "pbt":
-        assert summary["exploits"] > 0
-        assert (load_run(tmp_path / "whole").results.drop(columns=["worker", "node", "wall_time", "train_seconds"])
-                .equals(data.results.drop(columns=["worker", "node", "wall_time", "train_seconds"])))
+    assert (load_run(tmp_path / "whole").results.drop(columns=list(TIMED_COLUMNS))
+            .equals(load_run(tmp_path / "killed").results.drop(columns=list(TIMED_COLUMNS))))
+
+
+def test_asynchronous_pbt_resumes_after_sigkill_complete_within_budget_and_with_a_consistent_lineage(
+        ray_cluster, tmp_path):
+    """The default mode decides on worker timing, so the resumed run cannot be compared with an
+    uninterrupted one: it must be complete, exact in budget, and agree with its own lineage."""
+    path = tmp_path / "slow.toml"
+    path.write_text(SLOW_TOY.format(steps=80, synchronous="false"))
+    _run_and_kill(ray_cluster.address, path, tmp_path / "killed", "pbt", total_steps=4 * 80)
+    summary = resume(tmp_path / "killed", workers=2)
+    _assert_complete(tmp_path / "killed", summary, population=4, steps=80, eval_every=4)
+    _assert_lineage_consistent(tmp_path / "killed", summary)
 
 
 def test_synchronous_pbt_gives_the_same_summary_for_any_number_of_workers(ray_session, tmp_path):
