@@ -130,7 +130,7 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", type=Path, help="the TOML config (DESIGN §6)")
     parser.add_argument("--strategies", default=COMPARED, help=f"default: {COMPARED}")
     parser.add_argument("--seeds", type=_positive_int, default=5,
-                        help="seeds 0..N-1 per strategy (default 5: the fewest for a one-sided verdict at p < 0.05)")
+                        help="seeds 0..N-1 per strategy (default 5, the fewest that can reach p < 0.05)")
     parser.add_argument("--target", type=_finite_float, help="objective level for steps-to-target (default: median best)")
     parser.add_argument("--out", type=Path, help="output directory (default runs/<config>-compare-<time>)")
     _add_cluster_options(parser)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from dashboards.figures import comparison_figure
 from models.errors import ConfigError
-from pbt.paired import paired_comparison, verdict
+from pbt.paired import paired_comparison, signed, verdict
 from pbt.strategies import COMPARED
 from search.store import RunData, best_so_far, load_run
 
@@ -107,13 +107,10 @@ def paired(table: pd.DataFrame, mode: str) -> pd.DataFrame:
 def format_paired(pairs: pd.DataFrame) -> str:
     """The table of ``paired`` with signed differences under ``seed N`` headers, then one verdict a line."""
     shown = pairs.drop(columns="verdict").rename(columns=lambda c: c.replace("difference_seed", "seed "))
-    signed = [c for c in shown.columns if c.startswith("seed ") or c in ("mean_difference", "ci_low", "ci_high")]
-    formatters = {**dict.fromkeys(signed, _signed), "win_rate": "{:.2f}".format, "p_value": "{:.2g}".format}
+    differences = [c for c in shown.columns if c.startswith("seed ") or c in ("mean_difference", "ci_low", "ci_high")]
+    formatters = {**dict.fromkeys(differences, lambda d: signed(d, 4)), "win_rate": "{:.2f}".format,
+                  "p_value": "{:.3g}".format}
     return "\n".join([shown.to_string(index=False, formatters=formatters), *pairs["verdict"]])
-
-
-def _signed(value: float) -> str:
-    return f"{value:+.4g}" if value else "0"
 
 
 def _number(value: float, digits: int) -> str:

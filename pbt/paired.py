@@ -121,33 +121,42 @@ def min_seeds(alpha: float) -> int:
 
 def verdict(comparison: PairedComparison, *, alpha: float = 0.05) -> str:
     """One plain sentence: the challenger beat the baseline (p < alpha and mean difference > 0), lost
-    to it (the mirror test), or the difference is not significant; or too few seeds for a verdict."""
+    to it (the mirror test, p < alpha and mean difference < 0), or the difference is not significant;
+    no difference when every seed ties; no verdict with fewer than ``min_seeds(alpha)`` seeds, or when
+    the signed ranks and the mean point different ways. ``ConfigError`` if alpha is not in (0, 1)."""
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha: must be in (0, 1), got {alpha}")
     c = comparison
-    pair = f"{c.challenger} vs {c.baseline}"
-    needed = min_seeds(alpha)
-    if c.seeds < needed:
-        return (f"No verdict on {pair} over {c.seeds} seed(s): a one-sided test needs at least {needed} seeds "
-                f"to reach p < {alpha:g} ({_evidence(c, c.p_value)}).")
-    if c.ties == c.seeds:
-        return f"No difference between {c.challenger} and {c.baseline}: equal on all {c.seeds} seeds (p = 1)."
-    if c.p_value < alpha and c.mean_difference > 0:
-        return f"{c.challenger} beat {c.baseline} at this budget over {c.seeds} seeds ({_evidence(c, c.p_value)})."
+    pair, n, evidence = f"{c.challenger} vs {c.baseline}", c.seeds, _evidence(c)
+    if n < min_seeds(alpha):
+        return (f"No verdict on {pair} over {n} seed(s): a one-sided test needs at least {min_seeds(alpha)} "
+                f"seeds to reach p < {alpha:g} ({evidence}; one-sided Wilcoxon p = {c.p_value:.3g}).")
+    if c.ties == n:
+        return f"No difference between {c.challenger} and {c.baseline}: equal on all {n} seeds (p = 1)."
     p_worse = _p_better(-np.asarray(c.differences))
+    if c.p_value < alpha and c.mean_difference > 0:
+        return (f"{c.challenger} beat {c.baseline} at this budget over {n} seeds "
+                f"({evidence}; one-sided Wilcoxon p = {c.p_value:.3g}).")
     if p_worse < alpha and c.mean_difference < 0:
-        return (f"{c.challenger} lost to {c.baseline} at this budget over {c.seeds} seeds "
-                f"({_evidence(c, p_worse)} that {c.challenger} is worse).")
+        return (f"{c.challenger} lost to {c.baseline} at this budget over {n} seeds "
+                f"({evidence}; one-sided Wilcoxon p = {p_worse:.3g} that {c.challenger} is worse).")
     if min(c.p_value, p_worse) < alpha:
-        return (f"The ranks and the mean disagree on {pair} over {c.seeds} seeds, so no verdict "
-                f"({_evidence(c, min(c.p_value, p_worse))} for the side the ranks favour).")
-    return (f"The difference between {c.challenger} and {c.baseline} is not significant over "
-            f"{c.seeds} seeds ({_evidence(c, c.p_value)}).")
+        favoured = c.challenger if c.p_value < alpha else c.baseline
+        return (f"No verdict on {pair} over {n} seeds: the signed ranks favour {favoured} (one-sided Wilcoxon "
+                f"p = {min(c.p_value, p_worse):.3g}) but the mean difference does not ({evidence}).")
+    return (f"The difference between {c.challenger} and {c.baseline} is not significant over {n} seeds "
+            f"({evidence}; one-sided Wilcoxon p = {c.p_value:.3g}).")
 
 
-def _evidence(c: PairedComparison, p: float) -> str:
+def signed(difference: float, digits: int = 3) -> str:
+    """``+0.0028``, ``-0.1``; a zero difference is ``0``, with no sign."""
+    return f"{difference:+.{digits}g}" if difference else "0"
+
+
+def _evidence(c: PairedComparison) -> str:
     ties = f", {c.ties} tie{'s' * (c.ties != 1)}" if c.ties else ""
-    return (f"mean difference {c.mean_difference:+.3g}, bootstrap interval "
-            f"[{c.ci_low:+.3g}, {c.ci_high:+.3g}]; won {c.wins} of {c.seeds}{ties}, win rate {c.win_rate:.2f}; "
-            f"one-sided Wilcoxon p = {p:.2g}")
+    return (f"mean difference {signed(c.mean_difference)}, bootstrap interval [{signed(c.ci_low)}, "
+            f"{signed(c.ci_high)}]; won {c.wins} of {c.seeds}{ties}, win rate {c.win_rate:.2f}")
 
 
 def _differences(challenger: np.ndarray, baseline: np.ndarray, mode: str) -> np.ndarray:

@@ -129,6 +129,11 @@ def test_bootstrap_is_reproducible_for_a_seed_and_contains_the_mean():
     assert first.ci_low < narrow.ci_low < narrow.ci_high < first.ci_high
 
 
+def test_verdict_writes_a_zero_difference_without_a_sign():
+    c = compare([0.6, 0.5, 0.5, 0.5, 0.5], [0.5] * 5)
+    assert c.ci_low == 0.0 and "bootstrap interval [0, +0.06]" in verdict(c)
+
+
 def test_one_seed_has_a_point_interval():
     c = compare([0.9], [0.8])
     assert c.ci_low == c.ci_high == c.mean_difference == pytest.approx(0.1)
@@ -146,7 +151,7 @@ def test_verdict_win_names_both_strategies_the_mean_its_interval_the_win_rate_an
     assert text.startswith("pbt beat random at this budget over 5 seeds")
     assert "mean difference +0.088" in text
     assert f"bootstrap interval [{c.ci_low:+.3g}, {c.ci_high:+.3g}]" in text
-    assert "won 5 of 5, win rate 1.00" in text and "one-sided Wilcoxon p = 0.031" in text
+    assert "won 5 of 5, win rate 1.00; one-sided Wilcoxon p = 0.0312)." in text
     assert text.count(".") >= 1 and "\n" not in text
     # at alpha 0.01, 5 seeds can never be enough: 1/32 > 0.01
     assert verdict(c, alpha=0.01).startswith("No verdict on pbt vs random over 5 seed(s): "
@@ -158,14 +163,14 @@ def test_verdict_loss_reports_the_mirror_test():
     assert c.p_value == 1.0
     text = verdict(c)
     assert text.startswith("pbt lost to random at this budget over 5 seeds")
-    assert "won 0 of 5" in text and "p = 0.031 that pbt is worse" in text
+    assert "won 0 of 5" in text and "p = 0.0312 that pbt is worse" in text
 
 
 def test_verdict_not_significant_over_n_seeds():
     c = compare([0.6, 0.5, 0.7, 0.8, 0.4, 0.9], [0.5] * 6)
     text = verdict(c)
     assert text.startswith("The difference between pbt and random is not significant over 6 seeds")
-    assert "won 4 of 6, 1 tie, win rate 0.67" in text and f"p = {c.p_value:.2g}" in text
+    assert "won 4 of 6, 1 tie, win rate 0.67" in text and f"p = {c.p_value:.3g}" in text
 
 
 @pytest.mark.parametrize("seeds", [1, 3, 4])
@@ -178,11 +183,20 @@ def test_fewer_than_five_seeds_is_no_verdict_however_clear(seeds):
     assert verdict(compare([0.5] * seeds, [0.5] * seeds)).startswith("No verdict")
 
 
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1])
+def test_an_alpha_outside_0_1_is_refused(alpha):
+    with pytest.raises(ConfigError, match=r"alpha: must be in \(0, 1\)"):
+        verdict(compare([0.9] * 5, [0.1] * 5), alpha=alpha)
+
+
 def test_verdict_when_the_ranks_and_the_mean_disagree_declares_nothing():
     # nine small wins and one large loss: the signed-rank test favours pbt, the mean favours random
     c = compare([0.51] * 9 + [0.0], [0.5] * 10)
     assert c.p_value < 0.05 and c.mean_difference < 0
-    assert verdict(c).startswith("The ranks and the mean disagree on pbt vs random over 10 seeds, so no verdict")
+    assert verdict(c).startswith("No verdict on pbt vs random over 10 seeds: the signed ranks favour pbt "
+                                 f"(one-sided Wilcoxon p = {c.p_value:.3g}) but the mean difference does not")
+    mirrored = compare([0.5] * 10, [0.51] * 9 + [0.0])
+    assert verdict(mirrored).startswith("No verdict on pbt vs random over 10 seeds: the signed ranks favour random")
 
 
 @pytest.mark.parametrize("kwargs, message", [
