@@ -132,7 +132,8 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("compare", help=SUBCOMMANDS["compare"], description=SUBCOMMANDS["compare"])
     parser.add_argument("config", type=Path, help="the TOML config (DESIGN §6)")
     parser.add_argument("--strategies", default=COMPARED, help=f"default: {COMPARED}")
-    parser.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1 per strategy (default 3)")
+    parser.add_argument("--seeds", type=_positive_int, default=5,
+                        help="seeds 0..N-1 per strategy (default 5, the fewest that can reach p < 0.05)")
     parser.add_argument("--target", type=_finite_float, help="objective level for steps-to-target (default: median best)")
     parser.add_argument("--out", type=Path, help="output directory (default runs/<config>-compare-<time>)")
     _add_cluster_options(parser)
@@ -146,7 +147,7 @@ def _compare(args: argparse.Namespace) -> int:
     check_out(out)
 
     from pbt import api
-    from pbt.compare import compare, format_summary
+    from pbt.compare import compare, format_paired, format_summary
     from pbt.terminal import ProgressDisplay
     from workers.cluster import connect, disconnect
 
@@ -168,8 +169,8 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"[{done + 1}/{runs}] {strategy}, seed {seed}", file=sys.stderr)
 
     try:
-        table, summary = compare(strategies=strategies, seeds=args.seeds, out=out, run_one=run_one,
-                                 target=args.target, on_run=announce)
+        table, summary, pairs = compare(strategies=strategies, seeds=args.seeds, out=out, run_one=run_one,
+                                        target=args.target, on_run=announce)
     finally:
         if started:
             disconnect()
@@ -179,7 +180,13 @@ def _compare(args: argparse.Namespace) -> int:
     print(f"\n{config.objective} ({config.mode}), mean ± std over {args.seeds} seed(s); "
           f"target {table['target'].iloc[0]:.4g}:")
     print(format_summary(summary))
-    print(f"\ntable: {out / 'comparison.csv'}\nfigure: {out / 'comparison.png'}")
+    if not pairs.empty:
+        print(f"\n{config.objective}, paired by seed: challenger against baseline, > 0: the challenger did better\n"
+              "(ci: 95% percentile bootstrap of the mean difference; p: one-sided Wilcoxon signed-rank, "
+              "H1: the challenger is better):")
+        print(format_paired(pairs))
+    paired_file = "" if pairs.empty else f"\npaired: {out / 'comparison_paired.csv'}"
+    print(f"\ntable: {out / 'comparison.csv'}{paired_file}\nfigure: {out / 'comparison.png'}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""``pbt compare``: every strategy for every seed at the same budget, then one table and one figure."""
+"""``pbt compare``: every strategy for every seed at the same budget, then one table, the paired
+statistics of every pair of strategies, and one figure."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pandas as pd
 
 from dashboards.figures import comparison_figure
 from models.errors import ConfigError
+from pbt.paired import paired_comparison, signed, verdict
+from pbt.strategies import COMPARED
 from search.store import RunData, best_so_far, load_run
 
 
@@ -74,6 +77,42 @@ def format_summary(summary: pd.DataFrame) -> str:
     return pd.DataFrame(columns, index=summary.index).to_string()
 
 
+def paired(table: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """One row per pair of the strategies in ``table``, paired by seed: pbt vs random, pbt vs grid,
+    random vs grid (the challenger is the later one in ``COMPARED`` order).
+
+    Columns: ``challenger``, ``baseline``, ``seeds``, ``difference_seed<N>`` per seed (oriented: > 0
+    means the challenger did better), ``wins``, ``ties``, ``losses``, ``win_rate``,
+    ``mean_difference``, ``ci_low`` and ``ci_high`` (95% percentile bootstrap), ``p_value``
+    (one-sided Wilcoxon, H1: the challenger is better) and the ``verdict`` sentence (alpha 0.05);
+    every rule is in ``pbt.paired``.
+    """
+    scores = table.pivot(index="seed", columns="strategy", values="best_objective")
+    ran = [name for name in COMPARED.split(",") if name in scores.columns]
+    rows = []
+    for position, challenger in reversed(list(enumerate(ran))):
+        for baseline in reversed(ran[:position]):
+            c = paired_comparison(scores[challenger].tolist(), scores[baseline].tolist(), mode=mode,
+                                  challenger=challenger, baseline=baseline)
+            rows.append({
+                "challenger": c.challenger, "baseline": c.baseline, "seeds": c.seeds,
+                **{f"difference_seed{seed}": d for seed, d in zip(scores.index, c.differences)},
+                "wins": c.wins, "ties": c.ties, "losses": c.losses, "win_rate": c.win_rate,
+                "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                "p_value": c.p_value, "verdict": verdict(c),
+            })
+    return pd.DataFrame(rows)
+
+
+def format_paired(pairs: pd.DataFrame) -> str:
+    """The table of ``paired`` with signed differences under ``seed N`` headers, then one verdict a line."""
+    shown = pairs.drop(columns="verdict").rename(columns=lambda c: c.replace("difference_seed", "seed "))
+    differences = [c for c in shown.columns if c.startswith("seed ") or c in ("mean_difference", "ci_low", "ci_high")]
+    formatters = {**dict.fromkeys(differences, lambda d: signed(d, 4)), "win_rate": "{:.2f}".format,
+                  "p_value": "{:.3g}".format}
+    return "\n".join([shown.to_string(index=False, formatters=formatters), *pairs["verdict"]])
+
+
 def _number(value: float, digits: int) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}g}"
 
@@ -89,12 +128,14 @@ def compare(
     run_one: RunOne,
     target: float | None = None,
     on_run: Callable[[str, int], None] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Run each strategy for seeds ``0 .. seeds-1`` through ``run_one(strategy, seed, run_dir)``.
 
-    Writes ``comparison.csv``, ``comparison_summary.csv`` and ``comparison.png`` into ``out`` and returns
-    ``(table, summary)``. ``run_one`` runs one search from one config, so every run has the same
-    budget, and on the same workers. ``ConfigError`` before any run if ``target`` is not finite.
+    Writes ``comparison.csv``, ``comparison_summary.csv``, ``comparison_paired.csv`` (when two or
+    more strategies ran) and ``comparison.png`` into ``out`` and returns ``(table, summary, pairs)``
+    (``pairs`` as ``paired`` builds it, empty for one strategy). ``run_one`` runs one search from
+    one config, so every run has the same budget, and on the same workers. ``ConfigError`` before
+    any run if ``target`` is not finite.
     """
     if target is not None and not math.isfinite(target):
         raise ConfigError(f"--target: must be a finite objective level, got {target}")
@@ -118,10 +159,13 @@ def compare(
     )
     table = table.sort_values(["strategy", "seed"], key=_strategy_order(strategies), kind="stable")
     summary = summarize(table)
+    pairs = paired(table, runs[0].info["mode"])
     table.to_csv(out / "comparison.csv", index=False)
     summary.to_csv(out / "comparison_summary.csv")
+    if not pairs.empty:
+        pairs.to_csv(out / "comparison_paired.csv", index=False)
     comparison_figure(table, runs).savefig(out / "comparison.png", dpi=110)
-    return table, summary
+    return table, summary, pairs
 
 
 def _strategy_order(strategies: Sequence[str]) -> Callable[[pd.Series], pd.Series]:

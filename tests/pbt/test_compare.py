@@ -1,13 +1,15 @@
 """``pbt compare`` end to end on the session's Ray, and the post-run subcommands a user runs next.
 
 One comparison of grid, random and PBT on the paper's toy (2 seeds) is shared by the tests below:
-the table, the summary and the figure it writes, then ``pbt report`` and ``pbt replay`` on one of
-its runs and ``pbt run`` writing its figures.
+the table, the summary, the paired statistics and the figure it writes, then ``pbt report`` and
+``pbt replay`` on one of its runs and ``pbt run`` writing its figures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import math
 import shutil
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 from models.errors import ConfigError
 from pbt.cli import main
-from pbt.compare import compare, comparison_row, steps_to_target, summarize
+from pbt.compare import compare, comparison_row, format_paired, paired, steps_to_target, summarize
 from pbt.strategies import parse_strategies
 from search.store import load_run
 
@@ -25,11 +27,19 @@ TOY = Path(__file__).resolve().parents[2] / "examples" / "toy.toml"
 
 
 @pytest.fixture(scope="module")
-def comparison(ray_cluster, tmp_path_factory):
+def comparison_run(ray_cluster, tmp_path_factory) -> tuple[Path, str]:
+    """The shared comparison's directory and what it printed on stdout."""
     out = tmp_path_factory.mktemp("compare") / "toy"
-    code = main(["compare", str(TOY), "--seeds", "2", "--out", str(out), "--quiet"])
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["compare", str(TOY), "--seeds", "2", "--out", str(out), "--quiet"])
     assert code == 0
-    return out
+    return out, stdout.getvalue()
+
+
+@pytest.fixture(scope="module")
+def comparison(comparison_run) -> Path:
+    return comparison_run[0]
 
 
 def test_parse_strategies():
@@ -57,6 +67,50 @@ def test_comparison_table_has_a_row_per_strategy_and_seed_at_equal_budget(compar
     summary = pd.read_csv(comparison / "comparison_summary.csv", header=[0, 1], index_col=0)
     assert list(summary.index) == ["grid", "random", "pbt"]
     assert summary.loc["grid", ("best_objective", "mean")] == pytest.approx(grid["best_objective"].mean())
+
+
+def test_paired_statistics_pair_every_strategy_by_seed_and_print_a_verdict_each(comparison_run):
+    out, stdout = comparison_run
+    table = pd.read_csv(out / "comparison.csv")
+    best = table.pivot(index="seed", columns="strategy", values="best_objective")
+    pairs = pd.read_csv(out / "comparison_paired.csv")
+    assert list(zip(pairs["challenger"], pairs["baseline"])) == [("pbt", "random"), ("pbt", "grid"), ("random", "grid")]
+    for row in pairs.itertuples():
+        expected = best[row.challenger] - best[row.baseline]  # the toy's Q: higher is better
+        assert [row.difference_seed0, row.difference_seed1] == pytest.approx(list(expected), abs=1e-9)
+        assert row.wins == (expected > 0).sum() and row.ties == (expected == 0).sum()
+        assert row.ci_low <= row.mean_difference <= row.ci_high
+        assert row.verdict.startswith(f"No verdict on {row.challenger} vs {row.baseline} over 2 seed(s): "
+                                      "a one-sided test needs at least 5 seeds")
+    paired_section = stdout[stdout.index("paired by seed"):]
+    assert format_paired(pairs) in paired_section
+    assert paired_section.index("seed 0") < paired_section.index("No verdict on pbt vs random")
+    assert f"paired: {out / 'comparison_paired.csv'}" in stdout
+
+
+def test_by_default_five_seeds_and_identical_runs_are_no_difference(ray_cluster, tmp_path, capsys):
+    # population 2 = the two [[initial]] members: grid and random train the same members the same way
+    out = tmp_path / "toy"
+    assert main(["compare", str(TOY), "--strategies", "random,grid", "--out", str(out), "--quiet"]) == 0
+    pairs = pd.read_csv(out / "comparison_paired.csv")
+    assert len(pairs) == 1 and (pairs.loc[0, "challenger"], pairs.loc[0, "baseline"]) == ("random", "grid")
+    assert pairs.loc[0, "ties"] == 5 and pairs.loc[0, "p_value"] == 1.0
+    assert "No difference between random and grid: equal on all 5 seeds (p = 1)." in capsys.readouterr().out
+
+
+def test_paired_orients_by_mode_pairs_by_seed_and_skips_a_lone_strategy():
+    # seeds out of order, strategies listed challenger first: neither changes the pairing
+    table = pd.DataFrame({"strategy": ["pbt", "pbt", "grid", "grid"], "seed": [1, 0, 0, 1],
+                          "best_objective": [0.2, 0.5, 0.4, 0.7]})
+    pairs = paired(table, "min")
+    assert list(zip(pairs["challenger"], pairs["baseline"])) == [("pbt", "grid")]
+    assert (pairs.loc[0, "difference_seed0"], pairs.loc[0, "difference_seed1"]) == pytest.approx((-0.1, 0.5))
+    assert (pairs.loc[0, "wins"], pairs.loc[0, "losses"]) == (1, 1)
+    assert paired(table, "max").loc[0, "difference_seed1"] == pytest.approx(-0.5)
+    assert paired(table[table["strategy"] == "pbt"], "max").empty
+    text = format_paired(pairs)
+    assert text.splitlines()[0].split()[3:5] == ["seed", "0"] and "-0.1" in text and "+0.5" in text
+    assert text.splitlines()[-1] == pairs.loc[0, "verdict"]
 
 
 def test_steps_to_target_is_the_population_budget_when_the_target_is_first_reached(comparison):
