@@ -33,9 +33,15 @@ class LoopbackError(ConfigError):
 
 def runtime_env(extra: tuple[ModuleType, ...] = ()) -> dict:
     """The runtime environment that ships the project's packages (and ``extra`` modules) to nodes
-    that do not have them installed."""
+    that do not have them installed: their directories (or a single module's file), since Ray
+    Client cannot pickle module objects."""
     modules = [sys.modules.get(name) or __import__(name) for name in PACKAGES]
-    return {"py_modules": [*modules, *extra]}
+    return {"py_modules": [_code_path(module) for module in [*modules, *extra]]}
+
+
+def _code_path(module: ModuleType) -> str:
+    package_dirs = getattr(module, "__path__", None)
+    return next(iter(package_dirs)) if package_dirs else str(module.__file__)
 
 
 def connect(address: str | None = None, *, extra_modules: tuple[ModuleType, ...] = (),
@@ -60,6 +66,7 @@ def connect(address: str | None = None, *, extra_modules: tuple[ModuleType, ...]
         return True
     if address.startswith("ray://"):
         _check_listening(address.removeprefix("ray://"), address)
+        _use_token_if_any()
         _join(address, address, extra_modules)
     else:
         _join_gcs(address, extra_modules)
@@ -74,19 +81,24 @@ def disconnect() -> None:
 
 def _join_gcs(address: str, extra_modules: tuple[ModuleType, ...]) -> None:
     """Join the cluster whose GCS is at ``address`` (or that ``"auto"`` finds) after checking, within
-    seconds, that it answers and admits this driver. Ray sends its token only to a cluster it found
-    itself (``auto``), so token mode is turned on here whenever a token is at hand (Ray's sources:
-    ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``). A cluster whose nodes all
-    advertise loopback is joined on loopback: with its cluster mode on, Ray would rewrite 127.0.0.1
-    into this machine's address, where such a cluster does not listen."""
+    seconds, that it answers and admits this driver. A cluster whose nodes all advertise loopback is
+    joined on loopback: with its cluster mode on, Ray would rewrite 127.0.0.1 into this machine's
+    address, where such a cluster does not listen."""
     gcs = _gcs_address(address)
     _check_listening(gcs, address)
-    if os.environ.get(AUTH_MODE_ENV) is None and AuthenticationTokenLoader.instance().has_token(
-            ignore_auth_mode=True):
-        _enable_token_auth()
+    _use_token_if_any()
     if all(_is_loopback(host) for host in _node_addresses(gcs, address)):
         _switch_to_loopback()
     _join(gcs, address, extra_modules)
+
+
+def _use_token_if_any() -> None:
+    """Ray sends its token only to a cluster it found itself (``auto``): turn its token mode on for
+    any join when a token is at hand (Ray's sources: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``,
+    ``~/.ray/auth_token``), unless ``RAY_AUTH_MODE`` says otherwise."""
+    if os.environ.get(AUTH_MODE_ENV) is None and AuthenticationTokenLoader.instance().has_token(
+            ignore_auth_mode=True):
+        _enable_token_auth()
 
 
 def _join(target: str, address: str, extra_modules: tuple[ModuleType, ...]) -> None:
@@ -95,7 +107,8 @@ def _join(target: str, address: str, extra_modules: tuple[ModuleType, ...]) -> N
                  configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:  # ValueError: ray:// without ray[client]
         _restore_network_mode()
-        raise ConfigError(f"address: cannot join the Ray cluster at {address} ({_first_line(exc)})") from None
+        hint = f"; if it uses Ray's token, {TOKEN_HINT}" if isinstance(exc, ConnectionError) else ""
+        raise ConfigError(f"address: cannot join the Ray cluster at {address} ({_first_line(exc)}){hint}") from None
 
 
 def _gcs_address(address: str) -> str:
