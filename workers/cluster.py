@@ -52,7 +52,7 @@ def connect(address: str | None = None, *, extra_modules: tuple[ModuleType, ...]
     An already-initialised Ray is reused. ``None``: an embedded local Ray (``num_cpus``: default, the
     machine's) whose every process listens on loopback only, or ``LoopbackError`` and no Ray.
     ``"host:port"`` (a head's GCS) or ``"auto"`` (the cluster ``ray start`` last started here): that
-    cluster, with Ray's token when one is at hand, on loopback if the cluster's nodes are;
+    cluster, with Ray's token if it asks for one, on loopback if the cluster's nodes are;
     ``"ray://host:port"``: through Ray Client. Either way the project's packages (and
     ``extra_modules``) are shipped through Ray's runtime environment (``py_modules``), and a cluster
     that cannot be reached or refuses this driver is a one-line ``ConfigError`` within seconds.
@@ -86,19 +86,19 @@ def _join_gcs(address: str, extra_modules: tuple[ModuleType, ...]) -> None:
     address, where such a cluster does not listen."""
     gcs = _gcs_address(address)
     _check_listening(gcs, address)
-    _use_token_if_any()
-    if all(_is_loopback(host) for host in _node_addresses(gcs, address)):
+    if all(_is_loopback(host) for host in _admitted_node_addresses(gcs, address)):
         _switch_to_loopback()
     _join(gcs, address, extra_modules)
 
 
-def _use_token_if_any() -> None:
-    """Ray sends its token only to a cluster it found itself (``auto``): turn its token mode on for
-    any join when a token is at hand (Ray's sources: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``,
-    ``~/.ray/auth_token``), unless ``RAY_AUTH_MODE`` says otherwise."""
+def _use_token_if_any() -> bool:
+    """Turn Ray's token mode on if a token is at hand (Ray's sources: ``RAY_AUTH_TOKEN``,
+    ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``) and ``RAY_AUTH_MODE`` does not decide; True if it did."""
     if os.environ.get(AUTH_MODE_ENV) is None and AuthenticationTokenLoader.instance().has_token(
             ignore_auth_mode=True):
         _enable_token_auth()
+        return True
+    return False
 
 
 def _join(target: str, address: str, extra_modules: tuple[ModuleType, ...]) -> None:
@@ -136,16 +136,32 @@ def _check_listening(host_port: str, address: str) -> None:
                           f"up, and is this its address?") from None
 
 
+def _admitted_node_addresses(gcs: str, address: str) -> list[str]:
+    """The addresses the cluster's live nodes advertise, asked of its GCS, or a one-line
+    ``ConfigError`` if it does not answer or refuses this driver.
+
+    Ray sends its token only to a cluster it found itself (``auto``), and a driver in token mode
+    refuses the calls of a cluster that sends none: so the token goes out exactly when the cluster
+    refuses a driver without it."""
+    try:
+        return _node_addresses(gcs, address)
+    except AuthenticationError:
+        if not _use_token_if_any():
+            state = "refused this driver's token" if os.environ.get(AUTH_MODE_ENV) == "token" else "needs a token"
+            raise ConfigError(f"address: the Ray cluster at {address} {state}: {TOKEN_HINT}") from None
+    try:
+        return _node_addresses(gcs, address)
+    except AuthenticationError:
+        raise ConfigError(f"address: the Ray cluster at {address} refused this driver's token: {TOKEN_HINT}") from None
+
+
 def _node_addresses(gcs: str, address: str) -> list[str]:
-    """The addresses the cluster's live nodes advertise, asked of its GCS once, or a one-line
-    ``ConfigError`` if it refuses this driver's token (or lack of one) or does not answer."""
     try:
         with _native_stderr_silenced():  # Ray's C++ client logs its failed attempt there too
             client = InnerGcsClient.standalone(gcs, cluster_id=None, timeout_ms=int(PROBE_TIMEOUT_S * 1000))
             nodes = client.get_all_node_info(timeout=PROBE_TIMEOUT_S)
-    except AuthenticationError:
-        state = "refused this driver's token" if os.environ.get(AUTH_MODE_ENV) == "token" else "needs a token"
-        raise ConfigError(f"address: the Ray cluster at {address} {state}: {TOKEN_HINT}") from None
+    except AuthenticationError:  # a RayError too, for the caller to answer
+        raise
     except RayError as exc:
         raise ConfigError(f"address: no Ray cluster answers at {address} ({_first_line(exc)})") from None
     alive = [node.node_manager_address for node in nodes.values() if node.state == node.ALIVE]

@@ -33,6 +33,7 @@ from search.store import load_run
 from workers.cluster import LOOPBACK_ENV
 
 BIN = Path(sys.executable).parent
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 START_TIMEOUT_S = 90
 LAB_MODULE = '''\
 """A custom trainable that only the driver's source directory has: it reports where it ran."""
@@ -273,22 +274,36 @@ def test_auto_finds_the_head_and_digits_trains_on_a_node_without_scikit_learn(lo
     assert len(load_run(tmp_path / "run").results) == 4
 
 
-def test_a_driver_without_the_token_is_refused_in_one_line(loopback_cluster, tmp_path):
+@pytest.mark.parametrize("token, state", [(None, "needs a token"), ("0" * 64, "refused this driver's token")])
+def test_a_driver_without_the_right_token_is_refused_in_one_line(loopback_cluster, tmp_path, token, state):
     empty_home = tmp_path / "home"
     empty_home.mkdir()
+    env = _clean_env(empty_home) if token is None else _clean_env(empty_home, RAY_AUTH_TOKEN=token)
     done, seconds = _driver(["run", str(_lab_config(tmp_path, loopback_cluster)), "--quiet", "--out",
-                             str(tmp_path / "run"), "--address", loopback_cluster.address],
-                            _clean_env(empty_home), tmp_path, timeout=60)
+                             str(tmp_path / "run"), "--address", loopback_cluster.address], env, tmp_path, timeout=60)
     assert done.returncode == 2 and seconds < 20
     assert done.stderr.splitlines() == [
-        f"pbt: error: address: the Ray cluster at {loopback_cluster.address} needs a token: put the cluster's "
+        f"pbt: error: address: the Ray cluster at {loopback_cluster.address} {state}: put the cluster's "
         "token (`ray get-auth-token` on the head prints it) in RAY_AUTH_TOKEN or ~/.ray/auth_token"]
     assert not (tmp_path / "run").exists()
 
 
+def test_a_cluster_without_token_authentication_is_joined_by_a_driver_that_has_a_token(ray_cluster, tmp_path):
+    """The suite's own cluster (``ray.cluster_utils``) runs without token authentication. A driver
+    that sent its token anyway would also demand one of the cluster's workers, and its actors would
+    never be created: the token goes out only to a cluster that asks for it."""
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+    done, _ = _driver(["run", str(EXAMPLES / "toy.toml"), "--strategy", "random", "--workers", "2", "--quiet",
+                       "--out", str(tmp_path / "run"), "--address", ray_cluster.address], _clean_env(home), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["budget_steps"] == 2 * 200
+
+
 def test_a_closed_port_fails_in_one_line_within_seconds(tmp_path):
     port = _free_port()  # nothing listens there once the probe socket is closed
-    done, seconds = _driver(["run", str(Path(__file__).parents[2] / "examples" / "toy.toml"), "--quiet", "--out",
+    done, seconds = _driver(["run", str(EXAMPLES / "toy.toml"), "--quiet", "--out",
                              str(tmp_path / "run"), "--address", f"127.0.0.1:{port}"],
                             _clean_env(tmp_path), tmp_path, timeout=60)
     assert done.returncode == 2 and seconds < 20, (seconds, done.stderr[-2000:])
