@@ -9,7 +9,7 @@ import numpy as np
 
 from models import checks
 from models.activations import ACTIVATIONS
-from models.datasets import load_dataset
+from models.datasets import Dataset, load_dataset
 from models.errors import ConfigError
 from models.functional import cross_entropy_and_accuracy
 from models.layers import Dropout, Linear
@@ -32,14 +32,15 @@ TRAIN_LOSS_DECAY = 0.98  # the reported train_loss averages roughly the last 50 
 class MLPClassifier:
     """A fully connected classifier: Linear → activation → Dropout, per hidden width, → Linear.
 
-    Settings (the config's ``[trainable]`` table): ``dataset`` (built-in name or ``.npz`` path),
-    ``hidden`` (widths), ``activation`` (relu, leaky_relu, sigmoid, tanh), ``batch_size``.
+    Settings (the config's ``[trainable]`` table): ``dataset`` (built-in name or ``.npz`` path, or
+    the ``Dataset`` that ``worker_settings`` loaded from one), ``hidden`` (widths), ``activation``
+    (relu, leaky_relu, sigmoid, tanh), ``batch_size``.
     Hyperparameters: ``lr``, ``momentum``, ``weight_decay``, ``dropout`` (defaults 0.01, 0.9,
     0, 0). Float32. Minibatches walk a fresh random permutation of the training split each epoch
     (the incomplete tail is skipped). The seed decides initial weights, data order and dropout.
     """
 
-    def __init__(self, hparams: Mapping[str, Any], seed: int, *, dataset: str = "digits",
+    def __init__(self, hparams: Mapping[str, Any], seed: int, *, dataset: str | Dataset = "digits",
                  hidden: Sequence[int] = (128,), activation: str = "relu", batch_size: int = 64,
                  **unknown: Any) -> None:
         checks.reject_unknown(unknown, ("dataset", "hidden", "activation", "batch_size"), "trainable")
@@ -51,11 +52,12 @@ class MLPClassifier:
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ConfigError(f"trainable.activation: must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         batch_size = checks.integer("trainable.batch_size", batch_size, lo=1)
-        self.data = load_dataset(dataset, SPLIT_SEED)
+        self.data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, SPLIT_SEED)
         n_train = len(self.data.y_train)
         if batch_size > n_train:
+            source = repr(dataset) if isinstance(dataset, str) else "the data set"
             raise ConfigError(f"trainable.batch_size: must be <= the {n_train} training samples "
-                              f"of {dataset!r}, got {batch_size}")
+                              f"of {source}, got {batch_size}")
         self.batch_size = batch_size
 
         init_rng, self._data_rng, self._dropout_rng = np.random.default_rng(seed).spawn(3)
@@ -77,6 +79,15 @@ class MLPClassifier:
         self._cursor = 0
         self._step = 0
         self._loss_ema = 0.0  # bias-corrected like Adam's moments: ema / (1 - decay**step)
+
+    @classmethod
+    def worker_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """``settings`` with the data set loaded and split here, on the driver: the workers get its
+        arrays, so a node needs neither scikit-learn (digits) nor the driver's ``.npz`` file."""
+        dataset = settings.get("dataset", "digits")
+        if isinstance(dataset, str):
+            dataset = load_dataset(dataset, SPLIT_SEED)
+        return {**settings, "dataset": dataset}
 
     def train(self, steps: int) -> None:
         """``steps`` minibatch SGD steps."""

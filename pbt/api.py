@@ -24,7 +24,7 @@ from search.strategy import Strategy
 from workers.actor import TrainableSpec
 from workers.cluster import PACKAGES, connect, disconnect
 from workers.pool import WorkerPool, check_workers
-from workers.trainable import resolve_trainable
+from workers.trainable import resolve_trainable, settings_for_workers
 
 ProgressCallback = Callable[[Progress], None]
 LOCK_NAME = "driver.lock"
@@ -38,7 +38,7 @@ def run(
     search = make_strategy(strategy, config, strategy_rng(seed))
     check_workers(workers)
     spec = _spec(config)
-    started = connect(address, extra_modules=_user_modules(spec.cls))
+    started = connect_for(config, address)
     try:
         store = RunStore.create(
             Path(out), config=config.raw, strategy=strategy, seed=seed, population=config.budget.population,
@@ -72,7 +72,7 @@ def resume(
         config = parse_config(info["config"], source=str(run_dir / DB_NAME))
         search = make_strategy(info["strategy"], config, strategy_rng(info["seed"]))
         spec = _spec(config)
-        started = connect(address, extra_modules=_user_modules(spec.cls))
+        started = connect_for(config, address)
     except BaseException:
         store.close()  # _drive closes it once it runs
         raise
@@ -83,8 +83,15 @@ def resume(
             disconnect()
 
 
+def connect_for(config: RunConfig, address: str | None) -> bool:
+    """``workers.cluster.connect`` for searches of ``config``: a cluster also gets the trainable's own
+    module. True if this call started Ray (the caller then calls ``disconnect`` when done)."""
+    return connect(address, extra_modules=_user_modules(resolve_trainable(config.trainable.name)))
+
+
 def _spec(config: RunConfig) -> TrainableSpec:
-    return TrainableSpec(resolve_trainable(config.trainable.name), dict(config.trainable.settings))
+    cls = resolve_trainable(config.trainable.name)
+    return TrainableSpec(cls, settings_for_workers(cls, config.trainable.settings))
 
 
 def _user_modules(cls: type) -> tuple[ModuleType, ...]:

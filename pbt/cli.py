@@ -82,7 +82,8 @@ def check_out(out: Path) -> None:
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """Where a search trains, and whether it shows progress: shared by run, compare and resume."""
-    parser.add_argument("--address", help="an existing Ray cluster: 'auto' or 'ray://host:port' (default: local Ray)")
+    parser.add_argument("--address", help="an existing Ray cluster: its head's 'host:port', 'auto' or "
+                                           "'ray://host:port' (default: a local Ray on loopback)")
     parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -149,9 +150,9 @@ def _compare(args: argparse.Namespace) -> int:
     from pbt import api
     from pbt.compare import compare, format_paired, format_summary
     from pbt.terminal import ProgressDisplay
-    from workers.cluster import connect, disconnect
+    from workers.cluster import disconnect
 
-    started = connect(args.address)  # one Ray for every run
+    started = api.connect_for(config, args.address)  # one Ray for every run, and the trainable shipped
     out.mkdir(parents=True, exist_ok=True)
     runs = len(strategies) * args.seeds
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models import MLPClassifier
+from models import Dataset, MLPClassifier
 from models.errors import ConfigError
 
 PAPER = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4}
@@ -23,6 +23,19 @@ def test_digits_reaches_95_percent_validation_accuracy_within_1500_steps():
     assert set(tested) == {"test_loss", "test_accuracy"} and tested["test_accuracy"] >= 0.93
     assert mlp.evaluate() == metrics and mlp.test() == tested  # read-only
 
+
+
+def test_worker_settings_carry_the_data_set_not_its_name(tmp_path):
+    """Loaded on the driver: a node needs neither scikit-learn (digits) nor the driver's .npz file."""
+    digits = MLPClassifier.worker_settings({"dataset": "digits", "hidden": [8]})
+    assert isinstance(digits["dataset"], Dataset) and digits["hidden"] == [8]
+    assert digits["dataset"].X_train.shape[1] == 64
+    assert isinstance(MLPClassifier.worker_settings({})["dataset"], Dataset)  # the default, digits
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mine.npz", X=rng.normal(size=(200, 3)), y=rng.integers(0, 2, 200))
+    mine = MLPClassifier.worker_settings({"dataset": str(tmp_path / "mine.npz")})
+    (tmp_path / "mine.npz").unlink()  # gone, as it is on a node that never had it
+    assert MLPClassifier(PAPER, 0, **mine).data.n_features == 3
 
 def test_two_hidden_units_learn_xor_and_no_hidden_layer_does_not():
     hp = {"lr": 0.1, "momentum": 0.9}

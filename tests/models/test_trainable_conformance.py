@@ -1,10 +1,12 @@
 """One contract test over every built-in Trainable (DESIGN §3)."""
 
+import pickle
+
 import numpy as np
 import pytest
 
 from models import MLPClassifier, NoisyQuadratic, ToyQuadratic
-from workers.trainable import Trainable
+from workers.trainable import Trainable, settings_for_workers
 
 CASES = {
     "mlp": (MLPClassifier, {"lr": 0.05, "momentum": 0.9, "dropout": 0.2}, {"lr": 0.01, "dropout": 0.0},
@@ -72,3 +74,10 @@ def test_metrics_are_python_floats(case):
     cls, hp, _, settings = case
     metrics = cls(hp, 0, **settings).evaluate()
     assert metrics and all(type(v) is float for v in metrics.values())
+
+
+def test_the_settings_workers_get_build_the_same_trainable(case):
+    """What a cluster's workers build from (made on the driver, pickled on the way) trains the same."""
+    cls, hp, new_hp, settings = case
+    shipped = pickle.loads(pickle.dumps(settings_for_workers(cls, settings)))
+    assert _run(cls, hp, new_hp, shipped, 5).evaluate() == _run(cls, hp, new_hp, settings, 5).evaluate()

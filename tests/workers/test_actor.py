@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,7 +141,7 @@ def test_connect_reuses_the_running_ray_and_ships_the_project(ray_session):
     assert connect(None) is False and connect("auto") is False  # already a driver: nothing started
     with pytest.raises(ConfigError, match="address: must be"):
         connect("  ")
-    assert runtime_env()["py_modules"] == [models, workers, search, pbt]
+    assert runtime_env()["py_modules"] == [str(Path(m.__file__).parent) for m in (models, workers, search, pbt)]
     assert all(n["NodeManagerAddress"] == "127.0.0.1" for n in ray.nodes() if n["Alive"])
 
 
