@@ -20,8 +20,7 @@ import numpy as np
 
 from models.checks import reject_unknown
 from models.errors import ConfigError
-from pbt.settings import PBTSettings
-from pbt.strategy import check_interval
+from pbt.settings import PBTSettings, for_budget
 from search.budget import Budget
 from search.independent import initial_hparams
 from search.space import SearchSpace
@@ -144,7 +143,7 @@ def _trainable(table: dict[str, Any]) -> TrainableConfig:
 def _pbt(table: dict[str, Any], budget: Budget) -> PBTSettings:
     reject_unknown(table, [f.name for f in dataclasses.fields(PBTSettings)], "pbt")
     settings = PBTSettings(**table)
-    check_interval(settings, budget)
+    for_budget(settings, budget)  # the interval must fit the budget
     return settings
 
 

@@ -7,29 +7,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-from models.errors import ConfigError
-from pbt.exploit import tournament, truncation_donor
+from pbt.exploit import ranking, tournament, truncation_donor
 from pbt.explore import explore
-from pbt.settings import PBTSettings
+from pbt.settings import PBTSettings, for_budget
 from search.budget import Budget
 from search.random import random_population
 from search.space import SearchSpace
 from search.strategy import Decision, Exploit, PopulationView, SegmentResult, Start, Strategy, Train
 
 Status = Literal["new", "idle", "busy", "ready", "done", "failed"]
-
-
-def check_interval(settings: PBTSettings, budget: Budget) -> None:
-    """``pbt.interval`` must be a multiple of ``budget.eval_every``: a member is ready on an evaluation."""
-    if settings.interval % budget.eval_every:
-        raise ConfigError(
-            f"pbt.interval: must be a multiple of budget.eval_every ({budget.eval_every}), got {settings.interval}"
-        )
 
 
 @dataclass
@@ -40,6 +31,8 @@ class _Member:
     holds the state evaluated: an exploit clears it and records ``exploited_at`` (the member holds
     another's weights and new hyperparameters, not yet evaluated), so a donor always hands over
     the state its score was measured on, and a member is ranked again once it has evaluated.
+    ``history`` holds the told scores of the weights it holds (a receiver inherits its donor's),
+    newest last, as many as ``fitness_window``.
     """
 
     hparams: dict[str, Any]
@@ -47,6 +40,7 @@ class _Member:
     score: float | None = None
     status: Status = "new"
     exploited_at: int | None = None
+    history: list[float] = field(default_factory=list)
 
 
 class PBTStrategy(Strategy):
@@ -55,9 +49,10 @@ class PBTStrategy(Strategy):
     Members start like random search (``random_population``: the ``initial`` entries, then draws
     from the prior, so both start from the same population for a seed). Segments end
     on multiples of ``settings.interval`` (the last one at ``budget.steps``). At the end of a segment
-    a member with steps left and ``step >= burn_in`` is *ready*: it exploits (truncation or binary
-    tournament, only from a strictly better donor) and explores, giving ``Exploit`` then ``Train``;
-    otherwise just ``Train``.
+    a member with steps left and ``step >= burn_in`` (defaults: ``for_budget``) is *ready*: it exploits
+    (truncation or binary tournament over a ``ranking`` whose ties are drawn at random, so tied
+    members still exploit and explore) and explores, giving ``Exploit`` then ``Train``; otherwise
+    just ``Train``.
 
     Asynchronous (default): ready members are decided in the order they became ready, against the
     latest scores of every member that has one (finished members included: they still hold their
@@ -65,18 +60,18 @@ class PBTStrategy(Strategy):
     same boundary; then all are decided in member order from the scores at that boundary, so a
     seed gives the same decisions whatever order results arrive in and for any number of workers.
     With truncation, a member that the scores already in place in the middle (at least the bottom
-    count below it and the top count above it, however the rest score) can neither give nor
-    receive at this boundary, so it goes on training instead of waiting.
+    count strictly below it and the top count strictly above it, however the rest score and
+    however ties are drawn) can neither give nor receive at this boundary, so it goes on training
+    instead of waiting.
     """
 
     name = "pbt"
 
     def __init__(self, space: SearchSpace, budget: Budget, settings: PBTSettings,
                  initial: Sequence[Mapping[str, Any]], rng: np.random.Generator) -> None:
-        check_interval(settings, budget)
         self.space = space
         self.budget = budget
-        self.settings = settings
+        self.settings = for_budget(settings, budget)
         self.rng = rng
         self._members = [_Member(hparams=h) for h in random_population(space, budget, initial, rng)]
         self._ready: list[int] = []  # asynchronous: in the order members became ready
@@ -105,12 +100,13 @@ class PBTStrategy(Strategy):
         """Record the segment's end; the member is done, ready, or simply continues."""
         state = self._members[result.member]
         state.step, state.score, state.exploited_at = result.end_step, result.score, None
+        state.history = [*state.history, result.score][-self.settings.fitness_window:]
         if state.step >= self.budget.steps:
             state.status = "done"
         elif state.step % self.settings.interval == 0 and state.step >= self.settings.burn_in:
             state.status = "ready"
             if self.settings.synchronous:
-                self._boundaries.setdefault(state.step, {})[result.member] = result.score
+                self._boundaries.setdefault(state.step, {})[result.member] = self._fitness(state, result.score)
             else:
                 self._ready.append(result.member)
         else:
@@ -134,7 +130,8 @@ class PBTStrategy(Strategy):
         A segment in flight stays in flight: the runner restores it with the snapshot, finishes
         it and tells it, so the strategy does not ask for it again.
         """
-        members = [{**asdict(m), "score": _encode_score(m.score)} for m in self._members]
+        members = [{**asdict(m), "score": _encode_score(m.score), "history": [_encode_score(h) for h in m.history]}
+                   for m in self._members]
         boundaries = {str(b): {str(m): _encode_score(s) for m, s in scores.items()}
                       for b, scores in self._boundaries.items()}
         return {"rng": self.rng.bit_generator.state, "members": members, "ready": list(self._ready),
@@ -145,7 +142,8 @@ class PBTStrategy(Strategy):
         self.rng.bit_generator.state = dict(state["rng"])
         self._members = [
             _Member(hparams=dict(m["hparams"]), step=int(m["step"]), score=_decode_score(m["score"]),
-                    status=m["status"], exploited_at=m["exploited_at"])
+                    status=m["status"], exploited_at=m["exploited_at"],
+                    history=[_decode_score(h) for h in m["history"]])
             for m in state["members"]
         ]
         self._ready = [int(m) for m in state["ready"]]
@@ -158,10 +156,10 @@ class PBTStrategy(Strategy):
         interval = self.settings.interval
         return min((step // interval + 1) * interval, self.budget.steps) - step
 
-    def _donor(self, member: int, scores: Mapping[int, float]) -> int | None:
+    def _donor(self, member: int, ranked: Sequence[int], scores: Mapping[int, float]) -> int | None:
         if self.settings.exploit == "tournament":
-            return tournament(member, scores, self.rng)
-        return truncation_donor(member, scores, self.settings.fraction, self.rng)
+            return tournament(member, ranked, scores, self.rng)
+        return truncation_donor(member, ranked, scores, self.settings.fraction, self.rng)
 
     def _exploit(self, member: int, donor: int, donor_hparams: Mapping[str, Any]) -> Exploit:
         """Explore the donor's hyperparameters; ``member`` holds the donor's state, not yet evaluated."""
@@ -170,10 +168,21 @@ class PBTStrategy(Strategy):
                                perturb_factors=self.settings.perturb_factors)
         receiver = self._members[member]
         receiver.hparams, receiver.score, receiver.exploited_at = hparams, None, receiver.step
+        receiver.history = list(self._members[donor].history)
         return Exploit(member, donor, dict(hparams), ops)
 
+    def _fitness(self, member: _Member, latest: float) -> float:
+        """What a member is ranked by: the best of its ``history`` and its ``latest`` score, so a
+        member whose scores swing (a high learning rate, a noisy validation) is judged by what its
+        weights showed over the last ``fitness_window`` intervals, not by one unlucky evaluation;
+        ``-inf`` when the latest is (a diverged member is always replaced)."""
+        if latest == -math.inf:
+            return latest
+        return max([*member.history, latest])
+
     def _latest_scores(self, view: PopulationView) -> dict[int, float]:
-        """The view's latest score of every member still in, and holding the state it evaluated.
+        """The fitness, from the view's latest score, of every member still in and holding the
+        state it evaluated.
 
         The view may be ahead of the told segments (a runner evaluates every ``eval_every`` steps
         inside a segment); a member exploited since its last evaluation is left out until its
@@ -186,7 +195,7 @@ class PBTStrategy(Strategy):
                 continue
             if state.exploited_at is not None and seen.step <= state.exploited_at:
                 continue
-            scores[seen.member] = seen.score
+            scores[seen.member] = self._fitness(state, seen.score)
         return scores
 
     def _decide_in_turn(self, view: PopulationView) -> list[Decision]:
@@ -194,8 +203,8 @@ class PBTStrategy(Strategy):
         decisions: list[Decision] = []
         scores = self._latest_scores(view)
         for member in self._ready:
-            scores[member] = self._members[member].score
-            donor = self._donor(member, scores)
+            scores[member] = self._fitness(self._members[member], self._members[member].score)
+            donor = self._donor(member, ranking(scores, self.rng), scores)
             if donor is not None:
                 decisions.append(self._exploit(member, donor, self._members[donor].hparams))
                 del scores[member]
@@ -223,36 +232,38 @@ class PBTStrategy(Strategy):
         return [m for m, s in enumerate(self._members) if s.status == "ready" and s.step == boundary]
 
     def _release_middle(self, boundary: int, scores: Mapping[int, float], most: int) -> None:
-        """Members with at least the bottom count ranked below and the top count above (ranked as
-        ``truncation`` ranks, by score then member id) go on; ``most`` bounds the population here,
-        and the count never shrinks as it grows, so the release holds whatever the rest report."""
+        """Members with at least the bottom count scoring strictly below and the top count strictly
+        above go on, wherever the ranking puts ties; ``most`` bounds the population here, and the
+        count never shrinks as it grows, so the release holds whatever the rest report."""
         if self.settings.exploit != "truncation":
             return  # any member may draw any other in a tournament
         count = min(math.ceil(self.settings.fraction * most), most // 2)
         for member in self._waiting(boundary):
-            key = (scores[member], member)
-            below = sum((s, m) < key for m, s in scores.items())
-            above = sum((s, m) > key for m, s in scores.items())
+            below = sum(s < scores[member] for s in scores.values())
+            above = sum(s > scores[member] for s in scores.values())
             if scores[member] > -math.inf and below >= count and above >= count:
                 self._members[member].status = "idle"
 
     def _decide_boundary(self, boundary: int, scores: Mapping[int, float]) -> list[Decision]:
-        """Every member waiting at ``boundary``, in member order, from the scores at ``boundary``.
+        """Every member waiting at ``boundary``, in member order, from the scores at ``boundary``
+        and one ranking drawn for it.
 
-        A donor is always strictly better than its receiver, so emitting the exploits from the
-        weakest receiver up hands every receiver its donor's boundary state even when that donor
-        is itself replaced (tournament).
+        A donor always ranks above its receiver in that ranking, so emitting the exploits from the
+        lowest-ranked receiver up hands every receiver its donor's boundary state even when that
+        donor is itself replaced (tournament).
         """
         waiting = self._waiting(boundary)
+        ranked = ranking(scores, self.rng)
         hparams = {m: dict(self._members[m].hparams) for m in waiting}
         chosen = []
         for member in waiting:
-            donor = self._donor(member, scores)
+            donor = self._donor(member, ranked, scores)
             if donor is not None:
                 chosen.append(self._exploit(member, donor, hparams[donor]))
         for member in waiting:
             self._members[member].status = "idle"
-        return sorted(chosen, key=lambda e: (scores[e.member], e.member))
+        position = {m: i for i, m in enumerate(ranked)}
+        return sorted(chosen, key=lambda e: position[e.member])
 
 
 def _encode_score(score: float | None) -> float | str | None:

@@ -121,9 +121,10 @@ def test_parse_builds_typed_frozen_values():
         config.mode = "min"
 
 
-def test_pbt_table_is_optional_and_its_defaults_are_checked_too():
+def test_pbt_table_is_optional_its_defaults_fit_any_budget_and_an_interval_is_checked():
     assert parse_config(TOY, "c.toml").pbt == PBTSettings()
-    raw = with_(budget={"population": 2, "steps": 60, "eval_every": 30})
+    assert parse_config(with_(budget={"population": 2, "steps": 60, "eval_every": 30}), "c.toml")
+    raw = with_(budget={"population": 2, "steps": 60, "eval_every": 30}, pbt={"interval": 100})
     assert error(raw) == "pbt.interval: must be a multiple of budget.eval_every (30), got 100"
 
 
