@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from html import escape
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,8 +29,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from dashboards.figures import figure_names, overlay_figure, png_bytes, render_run_figure
 from dashboards.render import (
-    best_objective, comparison_table, config_block, exploits_table, fmt, info_table, members_table,
-    page, schedule_table, table,
+    STATIC, best_objective, comparison_table, config_block, exploits_table, fmt, info_table,
+    members_table, page, schedule_table, table,
 )
 from models.errors import ConfigError, PBTError
 from search.store import DB_NAME, SUMMARY_NAME, RunData, load_run
@@ -37,41 +38,14 @@ from search.store import DB_NAME, SUMMARY_NAME, RunData, load_run
 POLL_MS = 2000
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-_SCRIPT = """
-(() => {
-  const body = document.body;
-  let version = body.dataset.version;
-  function apply(state) {
-    for (const [id, html] of Object.entries(state.html || {})) {
-      const el = document.getElementById(id);
-      if (el) el.innerHTML = html;
-    }
-    for (const [id, url] of Object.entries(state.img || {})) {
-      let el = document.getElementById(id);
-      if (!el) {
-        el = document.createElement("img");
-        el.id = id; el.className = "figure"; el.alt = id;
-        document.getElementById("figures").appendChild(el);
-      }
-      const next = new Image();
-      next.onload = () => { el.src = url; };
-      next.src = url;
-    }
-  }
-  async function poll() {
-    try {
-      const response = await fetch(body.dataset.api, {cache: "no-store"});
-      if (response.ok) {
-        const state = await response.json();
-        if (state.version !== version) { version = state.version; body.dataset.version = version; apply(state); }
-        document.getElementById("polled").textContent = new Date().toLocaleTimeString();
-      }
-    } catch (error) { /* the server may be restarting: try again */ }
-    setTimeout(poll, POLL_MS);
-  }
-  setTimeout(poll, POLL_MS);
-})();
-""".replace("POLL_MS", str(POLL_MS))
+STATIC_FILES = {  # the only files under /static/
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def _signature(run_dir: Path) -> tuple:
@@ -232,7 +206,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
     server_version = "pbt-dashboard"
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-        """Quiet: the page polls every 2 s."""
+        """Quiet: the pages poll every ``POLL_MS``."""
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         allowed = self.server.allowed_hosts()
@@ -247,6 +221,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             "/compare": self._compare_page, "/api/compare": self._compare_state,
             "/compare/figure": self._compare_figure,
         }
+        routes.update({f"/static/{name}": partial(self._static, name) for name in STATIC_FILES})
         handler = routes.get(url.path)
         try:
             if handler is None:
@@ -269,19 +244,19 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", cache)
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header(
-            "Content-Security-Policy",
-            "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
-            "script-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'self'",
-        )
+        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.end_headers()
         self.wfile.write(data)
 
     def _html(self, title: str, body: str, api: str, version: str) -> None:
-        attrs = f' data-api="{escape(api)}" data-version="{escape(version)}"'
-        footer = '<p class="muted">updated <span id="polled">(live: polling every 2 s)</span></p>'
-        document = page(title, body + footer, body_attrs=attrs, script=_SCRIPT)
+        attrs = f' data-api="{escape(api)}" data-version="{escape(version)}" data-poll-ms="{POLL_MS}"'
+        footer = f'<p class="muted">updated <span id="polled">(live: polling every {POLL_MS / 1000:g} s)</span></p>'
+        document = page(title, body + footer, body_attrs=attrs, stylesheet="/static/dashboard.css",
+                        script="/static/dashboard.js")
         self._send(HTTPStatus.OK, document.encode(), "text/html; charset=utf-8")
+
+    def _static(self, name: str, query: dict) -> None:
+        self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), STATIC_FILES[name], cache="no-cache")
 
     def _json(self, state: dict) -> None:
         self._send(HTTPStatus.OK, json.dumps(state).encode(), "application/json")

@@ -1,4 +1,5 @@
-"""The dashboard in a real headless Chromium, following a run that is still being written.
+"""The dashboard in a real headless Chromium, following a run that is still being written, under
+the server's Content-Security-Policy (the polling script is a file; nothing inline may run).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package: skipped without
 them locally, a failure when ``CI`` is set.
@@ -50,6 +51,7 @@ def browser(tmp_path: Path):
                  "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}",
                  "--window-size=1280,1600"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP refusals are console errors
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     try:
@@ -73,6 +75,11 @@ def _loaded(driver, image_id: str) -> bool:
 def _member_steps(driver) -> list[str]:
     return driver.execute_script(
         "return [...document.querySelectorAll('#members tbody tr')].map(r => r.cells[2].textContent);")
+
+
+def _refused(driver) -> list[str]:
+    """The console's Content-Security-Policy refusals since last asked."""
+    return [entry["message"] for entry in driver.get_log("browser") if "Content Security Policy" in entry["message"]]
 
 
 def test_dashboard_follows_a_run_in_progress_without_reloading(browser, tmp_path):
@@ -102,11 +109,15 @@ def test_dashboard_follows_a_run_in_progress_without_reloading(browser, tmp_path
             _wait(browser, lambda d: d.find_element(By.ID, "fig-objective").get_attribute("src") != first_src
                   and _loaded(d, "fig-objective"))
             assert browser.execute_script("return window.__stillTheSamePage;") == 42  # never reloaded
+            assert browser.execute_script(
+                "return [...document.scripts].map(s => s.src.replace(location.origin, ''));"
+            ) == ["/static/dashboard.js"]
             exploit_rows = browser.find_elements(By.CSS_SELECTOR, "#exploits tbody tr")
             assert len(exploit_rows) == writer.exploits >= 1
 
             browser.get(server.url + "compare?id=runs/pbt-seed0&id=runs/grid-seed0")
             _wait(browser, lambda d: _loaded(d, "fig-overlay"))
             assert len(browser.find_elements(By.CSS_SELECTOR, "#table tbody tr")) == 2
+            assert _refused(browser) == []
     finally:
         writer.finish()

@@ -30,6 +30,12 @@ def get(url: str) -> tuple[int, str, bytes]:
         return exc.code, exc.headers["Content-Type"], exc.read()
 
 
+def headers(url: str) -> dict[str, str]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        response.read()
+        return dict(response.headers)
+
+
 def raw(server, method: str, path: str, host: str | None = None) -> int:
     """A request with a path and Host header exactly as given (urllib would normalise them)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
@@ -133,6 +139,29 @@ def test_version_changes_exactly_when_the_store_is_written(tmp_path):
             assert second["img"]["fig-objective"].endswith("v=" + second["version"])
     finally:
         writer.finish()
+
+
+def test_pages_carry_no_inline_code_under_a_policy_of_scripts_from_the_server_only(runs):
+    with serving([runs]) as server:
+        for path in ("", "run?id=runs/pbt-seed0", "compare?id=runs/pbt-seed0&id=runs/grid-seed0"):
+            policy = dict(
+                directive.strip().split(" ", 1)
+                for directive in headers(server.url + path)["Content-Security-Policy"].split(";")
+            )
+            assert policy["script-src"] == "'self'" and policy["default-src"] == "'none'", path
+            assert "unsafe" not in ";".join(policy.values()), path
+            tags = Tags(get(server.url + path)[2].decode()).tags
+            assert not [t for t, _ in tags if t == "style"], path
+            assert not [(t, name) for t, attrs in tags for name in attrs if name.startswith("on") or name == "style"]
+            scripts = [attrs for t, attrs in tags if t == "script"]
+            assert [s.get("src") for s in scripts] == ["/static/dashboard.js"], path
+            sheets = [attrs["href"] for t, attrs in tags if t == "link" and attrs.get("rel") == "stylesheet"]
+            assert sheets == ["/static/dashboard.css"], path
+        status, kind, code = get(server.url + "static/dashboard.js")
+        assert (status, kind) == (200, "text/javascript; charset=utf-8") and b"fetch(" in code
+        assert get(server.url + "static/dashboard.css")[1] == "text/css; charset=utf-8"
+        for path in ("/static/", "/static/nope.js", "/static/../server.py", "/static/%2e%2e/server.py"):
+            assert raw(server, "GET", path) == 404, path
 
 
 def test_compare_view_overlays_the_selected_runs(runs):
