@@ -5,10 +5,16 @@ tables; ``/compare?id=A&id=B`` overlays several runs. Each page polls a small JS
 (``/api/...``) every 2 s and swaps in new tables and figure URLs when the run's version changes, so
 it follows a run in progress without reloading.
 
-It only reads: ``load_run`` opens ``run.db`` with a read-only URI, and a run is re-read only when its
-files' sizes or modification times change (the *version*); figures are drawn on request and cached
-by version. A run is addressed by an id from the server's own index of the given directories, never
-by a path from the request, so ``..``, absolute paths and symlinks leading out of them find nothing.
+It only reads, and spares a running search: ``load_run`` opens ``run.db`` with a read-only URI, and
+a run is re-read only when its files' sizes or modification times change (the *version*), and at
+most once every ``REFRESH_SECONDS`` whatever the number of open pages: a request in between gets the
+run as last read. Figures are drawn on request from that read and cached by its version, so each
+run's figures are rendered at most once a period; a finished run's last version is read (and its
+figures drawn) at the first request a period after the previous read. A run is addressed by an id
+from the server's own index of the given directories, never by a path from the request, so ``..``,
+absolute paths and symlinks leading out of them find nothing. Pages carry no inline code: the
+polling script and the style are files under ``/static/``, and the Content-Security-Policy allows
+scripts from the server itself only.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import json
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,11 +39,14 @@ from dashboards.render import (
     STATIC, best_objective, comparison_table, config_block, exploits_table, fmt, info_table,
     members_table, page, schedule_table, table,
 )
+from dashboards.throttle import RateLimit
 from models.errors import ConfigError, PBTError
 from search.store import DB_NAME, SUMMARY_NAME, RunData, load_run
 
 POLL_MS = 2000
+REFRESH_SECONDS = 5.0  # a run is re-read (its figures redrawn) at most this often
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+Clock = Callable[[], float]
 
 STATIC_FILES = {  # the only files under /static/
     "dashboard.js": "text/javascript; charset=utf-8",
@@ -109,9 +119,12 @@ class Loaded:
 
 
 class RunCache:
-    """Reads a run again only when its version changes; keeps rendered PNGs by version."""
+    """Reads a run again only when its version changes, and at most once every ``REFRESH_SECONDS``;
+    keeps rendered PNGs by version (``renders`` counts the drawings)."""
 
-    def __init__(self, max_pngs: int = 64) -> None:
+    def __init__(self, *, clock: Clock = time.monotonic, max_pngs: int = 64) -> None:
+        self.renders = 0
+        self._limit = RateLimit(REFRESH_SECONDS, clock)
         self._lock = threading.Lock()
         self._render_lock = threading.Lock()  # matplotlib is not thread-safe
         self._runs: dict[Path, tuple[tuple, Loaded]] = {}
@@ -119,11 +132,14 @@ class RunCache:
         self._max_pngs = max_pngs
 
     def load(self, run_dir: Path) -> Loaded:
-        """The run at its current version (``StoreError`` if it cannot be read)."""
+        """The run as last read, read again if it changed and the period has passed (``StoreError``
+        if it cannot be read)."""
         signature = _signature(run_dir)
         with self._lock:
             cached = self._runs.get(run_dir)
         if cached is not None and cached[0] == signature:
+            return cached[1]
+        if not self._limit.allow(run_dir) and cached is not None:
             return cached[1]
         loaded = Loaded(load_run(run_dir), _digest(signature))
         with self._lock:
@@ -131,17 +147,21 @@ class RunCache:
         return loaded
 
     def png(self, key: tuple, draw: Callable[[], object]) -> bytes:
-        """The PNG cached under ``key`` (which includes the versions), drawing it once if missing."""
+        """The PNG cached under ``key`` (which includes the versions), drawn once if missing."""
         with self._lock:
             if key in self._pngs:
                 self._pngs.move_to_end(key)
                 return self._pngs[key]
         with self._render_lock:
-            data = png_bytes(draw())
-        with self._lock:
-            self._pngs[key] = data
-            while len(self._pngs) > self._max_pngs:
-                self._pngs.popitem(last=False)
+            with self._lock:
+                data = self._pngs.get(key)  # another request may have drawn it meanwhile
+            if data is None:
+                data = png_bytes(draw())
+                with self._lock:
+                    self.renders += 1
+                    self._pngs[key] = data
+                    while len(self._pngs) > self._max_pngs:
+                        self._pngs.popitem(last=False)
         return data
 
 
@@ -150,11 +170,12 @@ class DashboardServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0, *,
+                 clock: Clock = time.monotonic) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"--port: must be an integer in 0..65535, got {port!r}")
         self.index = RunIndex(run_dirs)
-        self.cache = RunCache()
+        self.cache = RunCache(clock=clock)
         try:
             super().__init__((host, port), DashboardHandler)
         except OSError as exc:
@@ -175,9 +196,11 @@ class DashboardServer(ThreadingHTTPServer):
         return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
 
 
-def make_server(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0) -> DashboardServer:
-    """A dashboard server over ``run_dirs`` (runs or folders of runs), bound but not yet serving."""
-    return DashboardServer(run_dirs, host, port)
+def make_server(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0, *,
+                clock: Clock = time.monotonic) -> DashboardServer:
+    """A dashboard server over ``run_dirs`` (runs or folders of runs), bound but not yet serving;
+    ``clock`` (monotonic seconds) paces its re-reads."""
+    return DashboardServer(run_dirs, host, port, clock=clock)
 
 
 def serve(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0) -> None:
@@ -250,7 +273,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def _html(self, title: str, body: str, api: str, version: str) -> None:
         attrs = f' data-api="{escape(api)}" data-version="{escape(version)}" data-poll-ms="{POLL_MS}"'
-        footer = f'<p class="muted">updated <span id="polled">(live: polling every {POLL_MS / 1000:g} s)</span></p>'
+        footer = (f'<p class="muted">updated <span id="polled">(live: polling every {POLL_MS / 1000:g} s, '
+                  f'new data at most every {REFRESH_SECONDS:g} s)</span></p>')
         document = page(title, body + footer, body_attrs=attrs, stylesheet="/static/dashboard.css",
                         script="/static/dashboard.js")
         self._send(HTTPStatus.OK, document.encode(), "text/html; charset=utf-8")

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_runs import ToyRunWriter, serving, write_scripted_run, write_toy_run
-from dashboards.server import make_server
+from dashboard_runs import ManualClock, ToyRunWriter, serving, write_scripted_run, write_toy_run
+from dashboards.server import REFRESH_SECONDS, make_server
 from models.errors import ConfigError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -124,21 +126,75 @@ def test_only_get_and_only_loopback_host_names(runs):
         assert raw(server, "GET", "/", host=f"localhost:{server.server_address[1]}") == 200
 
 
-def test_version_changes_exactly_when_the_store_is_written(tmp_path):
+def test_version_changes_when_the_store_is_written_at_most_once_a_refresh_period(tmp_path):
     writer = ToyRunWriter(tmp_path / "live", steps=16)
     writer.advance()
+    clock = ManualClock()
     try:
-        with serving([tmp_path / "live"]) as server:
+        with serving([tmp_path / "live"], clock=clock) as server:
             api = server.url + "api/run?id=live"
             first, again = json.loads(get(api)[2]), json.loads(get(api)[2])
             assert first["version"] == again["version"]
             writer.advance()
+            clock.advance(REFRESH_SECONDS / 2)
+            assert json.loads(get(api)[2]) == first  # within the period: the run as last read
+            clock.advance(REFRESH_SECONDS / 2)
             second = json.loads(get(api)[2])
             assert second["version"] != first["version"]
             assert "<td>4</td>" in first["html"]["members"] and "<td>8</td>" in second["html"]["members"]
             assert second["img"]["fig-objective"].endswith("v=" + second["version"])
+            clock.advance(REFRESH_SECONDS)
+            assert json.loads(get(api)[2])["version"] == second["version"]  # not written: same version
     finally:
         writer.finish()
+
+
+def test_figures_render_at_most_once_a_period_whatever_the_pages_and_the_last_version_renders(tmp_path):
+    """Four clients poll as the page does (the state, then every figure it names) while a run is
+    written, on the real clock: renders stay within one per figure per started period, and once
+    the run finishes, its final state and figures are served, drawn exactly once."""
+    writer = ToyRunWriter(tmp_path / "live", steps=100_000)
+    writer.advance()
+    with serving([tmp_path / "live"]) as server:
+        api = server.url + "api/run?id=live"
+        base = server.url.rstrip("/")
+        stop = threading.Event()
+        seen: list[dict] = []
+        answers: set[tuple] = set()
+
+        def page() -> None:
+            while not stop.is_set():
+                state = json.loads(get(api)[2])
+                answers.update(get(base + url)[:2] for url in state["img"].values())
+                seen.append(state)
+
+        started = time.monotonic()
+        clients = [threading.Thread(target=page) for _ in range(4)]
+        for client in clients:
+            client.start()
+        while time.monotonic() - started < 1.5 * REFRESH_SECONDS:
+            writer.advance()
+            time.sleep(0.02)
+        writer.finish()
+        finished = None
+        while finished is None and time.monotonic() - started < 6 * REFRESH_SECONDS:
+            time.sleep(0.2)
+            finished = next((state for state in reversed(seen) if "finished" in state["html"]["status"]), None)
+        stop.set()
+        for client in clients:
+            client.join(timeout=60)
+        elapsed = time.monotonic() - started
+        assert finished is not None, "the finished run's last version was never served"
+        assert answers == {(200, "image/png")}
+        figures = len(finished["img"])
+        assert figures == 4
+        assert len({state["version"] for state in seen}) >= 2  # the run did move while polled
+        assert server.cache.renders <= figures * (int(elapsed // REFRESH_SECONDS) + 1)
+        before = server.cache.renders
+        for url in finished["img"].values():
+            assert url.endswith("v=" + finished["version"])
+            assert get(base + url)[2].startswith(PNG_MAGIC)
+        assert server.cache.renders == before  # the clients already had the final figures drawn
 
 
 def test_pages_carry_no_inline_code_under_a_policy_of_scripts_from_the_server_only(runs):
