@@ -10,11 +10,11 @@ a run is re-read only when its files' sizes or modification times change (the *v
 most once every ``REFRESH_SECONDS`` whatever the number of open pages: a request in between gets the
 run as last read. Figures are drawn on request from that read and cached by its version, so each
 run's figures are rendered at most once a period; a finished run's last version is read (and its
-figures drawn) at the first request a period after the previous read. A run is addressed by an id
-from the server's own index of the given directories, never by a path from the request, so ``..``,
-absolute paths and symlinks leading out of them find nothing. Pages carry no inline code: the
-polling script and the style are files under ``/static/``, and the Content-Security-Policy allows
-scripts from the server itself only.
+figures drawn) at the first request a period after the previous read. The index of runs is walked
+at most once a period too. A run is addressed by an id from that index, never by a path from the
+request, so ``..``, absolute paths and symlinks leading out of the directories find nothing. Pages
+carry no inline code: the polling script and the style are files under ``/static/``, and the
+Content-Security-Policy allows scripts from the server itself only.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from models.errors import ConfigError, PBTError
 from search.store import DB_NAME, SUMMARY_NAME, RunData, load_run
 
 POLL_MS = 2000
-REFRESH_SECONDS = 5.0  # a run is re-read (its figures redrawn) at most this often
+REFRESH_SECONDS = 5.0  # a run is re-read (its figures redrawn), and the index walked, at most this often
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 Clock = Callable[[], float]
 
@@ -75,9 +75,13 @@ def _digest(value: object) -> str:
 
 
 class RunIndex:
-    """The runs under the dashboard's directories, each a run or a folder of runs, by id."""
+    """The runs under the dashboard's directories, each a run or a folder of runs, by id.
 
-    def __init__(self, roots: Sequence[str | Path]) -> None:
+    The directories are walked at most once every ``REFRESH_SECONDS`` (``walks`` counts the walks):
+    a run that starts under them appears within that period.
+    """
+
+    def __init__(self, roots: Sequence[str | Path], *, clock: Clock = time.monotonic) -> None:
         if not roots:
             raise ConfigError("dashboard: give at least one run directory or folder of runs")
         self.roots = []
@@ -86,13 +90,22 @@ class RunIndex:
             if not path.is_dir():
                 raise ConfigError(f"dashboard: {root}: not a directory")
             self.roots.append(path.resolve())
+        self.walks = 0
+        self._limit = RateLimit(REFRESH_SECONDS, clock)
+        self._lock = threading.Lock()
+        self._found: dict[str, Path] | None = None
 
     def runs(self) -> dict[str, Path]:
-        """``{id: run directory}``, scanned now (runs appear while the dashboard is up).
+        """``{id: run directory}`` as last walked; walked again if the period has passed."""
+        with self._lock:
+            if self._limit.allow("walk") or self._found is None:
+                self._found = self._walk()
+                self.walks += 1
+            return dict(self._found)
 
-        A run is a directory at any depth below a root (``pbt compare`` nests its runs) holding
-        ``run.db`` that, symlinks resolved, lies inside its root.
-        """
+    def _walk(self) -> dict[str, Path]:
+        """A run is a directory at any depth below a root (``pbt compare`` nests its runs) holding
+        ``run.db`` that, symlinks resolved, lies inside its root."""
         found: dict[str, Path] = {}
         for root in self.roots:
             if not root.is_dir():
@@ -174,7 +187,7 @@ class DashboardServer(ThreadingHTTPServer):
                  clock: Clock = time.monotonic) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"--port: must be an integer in 0..65535, got {port!r}")
-        self.index = RunIndex(run_dirs)
+        self.index = RunIndex(run_dirs, clock=clock)
         self.cache = RunCache(clock=clock)
         try:
             super().__init__((host, port), DashboardHandler)
@@ -199,7 +212,7 @@ class DashboardServer(ThreadingHTTPServer):
 def make_server(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0, *,
                 clock: Clock = time.monotonic) -> DashboardServer:
     """A dashboard server over ``run_dirs`` (runs or folders of runs), bound but not yet serving;
-    ``clock`` (monotonic seconds) paces its re-reads."""
+    ``clock`` (monotonic seconds) paces its re-reads and walks."""
     return DashboardServer(run_dirs, host, port, clock=clock)
 
 

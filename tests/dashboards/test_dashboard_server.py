@@ -197,6 +197,25 @@ def test_figures_render_at_most_once_a_period_whatever_the_pages_and_the_last_ve
         assert server.cache.renders == before  # the clients already had the final figures drawn
 
 
+def test_the_index_is_walked_once_a_period_and_new_runs_appear(runs):
+    clock = ManualClock()
+    with serving([runs], clock=clock) as server:
+        for path in ("", "api/runs", "run?id=runs/pbt-seed0", "api/run?id=runs/pbt-seed0",
+                     "figure?id=runs/pbt-seed0&name=objective", "compare?id=runs/pbt-seed0&id=runs/grid-seed0"):
+            for _ in range(3):
+                assert get(server.url + path)[0] == 200, path
+        assert server.index.walks == 1
+        write_toy_run(runs / "digits-compare" / "pbt-seed1", steps=8)  # as pbt compare nests a new run
+        clock.advance(REFRESH_SECONDS / 2)
+        assert "pbt-seed1" not in json.loads(get(server.url + "api/runs")[2])["html"]["runs"]
+        assert get(server.url + "run?id=runs/digits-compare/pbt-seed1")[0] == 404
+        clock.advance(REFRESH_SECONDS / 2)
+        hrefs = [a["href"] for t, a in Tags(get(server.url)[2].decode()).tags if t == "a"]
+        assert "/run?id=runs/digits-compare/pbt-seed1" in hrefs
+        assert get(server.url + "run?id=runs/digits-compare/pbt-seed1")[0] == 200
+        assert server.index.walks == 2
+
+
 def test_pages_carry_no_inline_code_under_a_policy_of_scripts_from_the_server_only(runs):
     with serving([runs]) as server:
         for path in ("", "run?id=runs/pbt-seed0", "compare?id=runs/pbt-seed0&id=runs/grid-seed0"):
