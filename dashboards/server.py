@@ -44,7 +44,9 @@ from models.errors import ConfigError, PBTError
 from search.store import DB_NAME, SUMMARY_NAME, RunData, load_run
 
 POLL_MS = 2000
-REFRESH_SECONDS = 5.0  # a run is re-read (its figures redrawn), and the index walked, at most this often
+# A run is re-read (its figures redrawn), and the index walked, at most this often. Drawing a run's
+# figures takes 0.5-0.9 CPU seconds (8 members x 360 evaluations, on 2 busy cores): once a period.
+REFRESH_SECONDS = 10.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 Clock = Callable[[], float]
 
@@ -77,11 +79,11 @@ def _digest(value: object) -> str:
 class RunIndex:
     """The runs under the dashboard's directories, each a run or a folder of runs, by id.
 
-    The directories are walked at most once every ``REFRESH_SECONDS`` (``walks`` counts the walks):
-    a run that starts under them appears within that period.
+    The directories are walked at most as often as ``limit`` lets them (``walks`` counts the walks):
+    a run that starts under them appears within its period.
     """
 
-    def __init__(self, roots: Sequence[str | Path], *, clock: Clock = time.monotonic) -> None:
+    def __init__(self, roots: Sequence[str | Path], limit: RateLimit) -> None:
         if not roots:
             raise ConfigError("dashboard: give at least one run directory or folder of runs")
         self.roots = []
@@ -91,7 +93,7 @@ class RunIndex:
                 raise ConfigError(f"dashboard: {root}: not a directory")
             self.roots.append(path.resolve())
         self.walks = 0
-        self._limit = RateLimit(REFRESH_SECONDS, clock)
+        self._limit = limit
         self._lock = threading.Lock()
         self._found: dict[str, Path] | None = None
 
@@ -132,12 +134,12 @@ class Loaded:
 
 
 class RunCache:
-    """Reads a run again only when its version changes, and at most once every ``REFRESH_SECONDS``;
-    keeps rendered PNGs by version (``renders`` counts the drawings)."""
+    """Reads a run again only when its version changes, and at most as often as ``limit`` lets it
+    (per run); keeps rendered PNGs by version (``renders`` counts the drawings)."""
 
-    def __init__(self, *, clock: Clock = time.monotonic, max_pngs: int = 64) -> None:
+    def __init__(self, limit: RateLimit, max_pngs: int = 64) -> None:
         self.renders = 0
-        self._limit = RateLimit(REFRESH_SECONDS, clock)
+        self._limit = limit
         self._lock = threading.Lock()
         self._render_lock = threading.Lock()  # matplotlib is not thread-safe
         self._runs: dict[Path, tuple[tuple, Loaded]] = {}
@@ -184,11 +186,12 @@ class DashboardServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0, *,
-                 clock: Clock = time.monotonic) -> None:
+                 refresh: float = REFRESH_SECONDS, clock: Clock = time.monotonic) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"--port: must be an integer in 0..65535, got {port!r}")
-        self.index = RunIndex(run_dirs, clock=clock)
-        self.cache = RunCache(clock=clock)
+        self.refresh = refresh
+        self.index = RunIndex(run_dirs, RateLimit(refresh, clock))
+        self.cache = RunCache(RateLimit(refresh, clock))
         try:
             super().__init__((host, port), DashboardHandler)
         except OSError as exc:
@@ -210,10 +213,10 @@ class DashboardServer(ThreadingHTTPServer):
 
 
 def make_server(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0, *,
-                clock: Clock = time.monotonic) -> DashboardServer:
-    """A dashboard server over ``run_dirs`` (runs or folders of runs), bound but not yet serving;
-    ``clock`` (monotonic seconds) paces its re-reads and walks."""
-    return DashboardServer(run_dirs, host, port, clock=clock)
+                refresh: float = REFRESH_SECONDS, clock: Clock = time.monotonic) -> DashboardServer:
+    """A dashboard server over ``run_dirs`` (runs or folders of runs), bound but not yet serving; it
+    re-reads a run, and walks the directories, at most once every ``refresh`` seconds of ``clock``."""
+    return DashboardServer(run_dirs, host, port, refresh=refresh, clock=clock)
 
 
 def serve(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0) -> None:
@@ -287,7 +290,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
     def _html(self, title: str, body: str, api: str, version: str) -> None:
         attrs = f' data-api="{escape(api)}" data-version="{escape(version)}" data-poll-ms="{POLL_MS}"'
         footer = (f'<p class="muted">updated <span id="polled">(live: polling every {POLL_MS / 1000:g} s, '
-                  f'new data at most every {REFRESH_SECONDS:g} s)</span></p>')
+                  f'new data at most every {self.server.refresh:g} s)</span></p>')
         document = page(title, body + footer, body_attrs=attrs, stylesheet="/static/dashboard.css",
                         script="/static/dashboard.js")
         self._send(HTTPStatus.OK, document.encode(), "text/html; charset=utf-8")

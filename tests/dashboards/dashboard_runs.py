@@ -173,7 +173,7 @@ class ManualClock:
 @contextmanager
 def serving(run_dirs: list[Path], **settings) -> Iterator[DashboardServer]:
     """The dashboard over ``run_dirs`` on a free loopback port, served from a thread; shut down after.
-    ``settings`` go to ``make_server`` (a ``clock``)."""
+    ``settings`` go to ``make_server`` (``refresh``, ``clock``)."""
     server = make_server(run_dirs, host="127.0.0.1", port=0, **settings)
     thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
     thread.start()

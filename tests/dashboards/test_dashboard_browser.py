@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dashboard_runs import ToyRunWriter, serving, write_toy_run
+from dashboards.server import REFRESH_SECONDS
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -105,7 +106,8 @@ def test_dashboard_follows_a_run_in_progress_without_reloading(browser, tmp_path
             appender = threading.Thread(target=lambda: [writer.advance() for _ in range(3)])
             appender.start()
             appender.join(timeout=30)
-            _wait(browser, lambda d: _member_steps(d) == ["20", "20", "20"])
+            # the server re-reads the run at most once every REFRESH_SECONDS; the page polls every 2 s
+            _wait(browser, lambda d: _member_steps(d) == ["20", "20", "20"], timeout=REFRESH_SECONDS + 20)
             _wait(browser, lambda d: d.find_element(By.ID, "fig-objective").get_attribute("src") != first_src
                   and _loaded(d, "fig-objective"))
             assert browser.execute_script("return window.__stillTheSamePage;") == 42  # never reloaded
