@@ -80,7 +80,8 @@ def _member_steps(driver) -> list[str]:
 
 def _refused(driver) -> list[str]:
     """The console's Content-Security-Policy refusals since last asked."""
-    return [entry["message"] for entry in driver.get_log("browser") if "Content Security Policy" in entry["message"]]
+    messages = [entry["message"] for entry in driver.get_log("browser")]
+    return [message for message in messages if "Content Security Policy" in message]
 
 
 def test_dashboard_follows_a_run_in_progress_without_reloading(browser, tmp_path):
