@@ -141,6 +141,7 @@ class RunCache:
         self.renders = 0
         self._limit = limit
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self._render_lock = threading.Lock()  # matplotlib is not thread-safe
         self._runs: dict[Path, tuple[tuple, Loaded]] = {}
         self._pngs: OrderedDict[tuple, bytes] = OrderedDict()
@@ -154,12 +155,17 @@ class RunCache:
             cached = self._runs.get(run_dir)
         if cached is not None and cached[0] == signature:
             return cached[1]
-        if not self._limit.allow(run_dir) and cached is not None:
-            return cached[1]
-        loaded = Loaded(load_run(run_dir), _digest(signature))
-        with self._lock:
-            self._runs[run_dir] = (signature, loaded)
-        return loaded
+        with self._read_lock:  # requests that arrive during a read get that read, not one each
+            with self._lock:
+                cached = self._runs.get(run_dir)
+            if cached is not None and cached[0] == signature:
+                return cached[1]
+            if not self._limit.allow(run_dir) and cached is not None:
+                return cached[1]
+            loaded = Loaded(load_run(run_dir), _digest(signature))
+            with self._lock:
+                self._runs[run_dir] = (signature, loaded)
+            return loaded
 
     def png(self, key: tuple, draw: Callable[[], object]) -> bytes:
         """The PNG cached under ``key`` (which includes the versions), drawn once if missing."""

@@ -149,6 +149,35 @@ def test_version_changes_when_the_store_is_written_at_most_once_a_refresh_period
         writer.finish()
 
 
+def test_pages_arriving_together_at_a_run_being_written_share_one_read(tmp_path):
+    writer = ToyRunWriter(tmp_path / "live", steps=100_000)
+    writer.advance()
+    clock = ManualClock()  # never moves: after the first read, the run is not read again
+    with serving([tmp_path / "live"], clock=clock) as server:
+        api = server.url + "api/run?id=live"
+        start, stop = threading.Barrier(9), threading.Event()
+        versions: list[str] = []
+
+        def write() -> None:
+            start.wait()
+            while not stop.is_set():
+                writer.advance()
+
+        def page() -> None:
+            start.wait()
+            versions.append(json.loads(get(api)[2])["version"])
+
+        threads = [threading.Thread(target=write), *(threading.Thread(target=page) for _ in range(8))]
+        for thread in threads:
+            thread.start()
+        for thread in threads[1:]:
+            thread.join(timeout=60)
+        stop.set()
+        threads[0].join(timeout=60)
+        writer.finish()
+        assert len(versions) == 8 and len(set(versions)) == 1, versions
+
+
 def test_figures_render_at_most_once_a_period_whatever_the_pages_and_the_last_version_renders(tmp_path):
     """Four clients poll as the page does (the state, then every figure it names) while a run is
     written, on the real clock: renders stay within one per figure per started period, and once
