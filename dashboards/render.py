@@ -11,31 +11,27 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
+from importlib import resources
 from typing import Any
 
 from search.store import HP_PREFIX, RunData, best_member, exploits, hparam_names, schedule
 
-STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em;
-       color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.5em 0; font-size: 13px; }
-th, td { border: 1px solid #ddd; padding: 2px 8px; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; } td.text, th.text { text-align: left; white-space: normal; }
-tr.best td { background: #fff3cd; } tr.failed td { color: #a00; }
-img.figure { max-width: 100%; display: block; margin: 0.5em 0; border: 1px solid #eee; }
-pre { background: #f8f8f8; padding: 0.8em; overflow-x: auto; }
-.muted { color: #777; } a { color: #0645ad; }
-.status-running { color: #0a0; font-weight: bold; } .status-failed { color: #a00; font-weight: bold; }
-"""
+STATIC = resources.files("dashboards") / "static"
+STYLE = (STATIC / "dashboard.css").read_text(encoding="utf-8")
 
 
-def page(title: str, body: str, *, body_attrs: str = "", script: str = "") -> str:
-    """A whole HTML document: ``title`` is escaped here; ``body`` must already be safe HTML."""
+def page(title: str, body: str, *, body_attrs: str = "", stylesheet: str = "", script: str = "") -> str:
+    """A whole HTML document: ``title`` is escaped here; ``body`` must already be safe HTML.
+
+    ``stylesheet`` and ``script`` are URLs to link (the dashboard, whose pages allow no inline code);
+    without a ``stylesheet`` the style is inlined (the self-contained report).
+    """
+    style = f'<link rel="stylesheet" href="{escape(stylesheet)}">' if stylesheet else f"<style>{STYLE}</style>"
+    code = f'<script src="{escape(script)}"></script>' if script else ""
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n"
-        f"<body{body_attrs}>\n{body}\n{f'<script>{script}</script>' if script else ''}</body></html>\n"
+        f"<title>{escape(title)}</title>{style}</head>\n"
+        f"<body{body_attrs}>\n{body}\n{code}</body></html>\n"
     )
 
 

@@ -5,10 +5,16 @@ tables; ``/compare?id=A&id=B`` overlays several runs. Each page polls a small JS
 (``/api/...``) every 2 s and swaps in new tables and figure URLs when the run's version changes, so
 it follows a run in progress without reloading.
 
-It only reads: ``load_run`` opens ``run.db`` with a read-only URI, and a run is re-read only when its
-files' sizes or modification times change (the *version*); figures are drawn on request and cached
-by version. A run is addressed by an id from the server's own index of the given directories, never
-by a path from the request, so ``..``, absolute paths and symlinks leading out of them find nothing.
+It only reads, and spares a running search: ``load_run`` opens ``run.db`` with a read-only URI, and
+a run is re-read only when its files' sizes or modification times change (the *version*), and at
+most once every ``REFRESH_SECONDS`` whatever the number of open pages: a request in between gets the
+run as last read. Figures are drawn on request from that read and cached by its version, so each
+run's figures are rendered at most once a period; a finished run's last version is read (and its
+figures drawn) at the first request a period after the previous read. The index of runs is walked
+at most once a period too. A run is addressed by an id from that index, never by a path from the
+request, so ``..``, absolute paths and symlinks leading out of the directories find nothing. Pages
+carry no inline code: the polling script and the style are files under ``/static/``, and the
+Content-Security-Policy allows scripts from the server itself only.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import hashlib
 import json
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from html import escape
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,50 +36,28 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from dashboards.figures import figure_names, overlay_figure, png_bytes, render_run_figure
 from dashboards.render import (
-    best_objective, comparison_table, config_block, exploits_table, fmt, info_table, members_table,
-    page, schedule_table, table,
+    STATIC, best_objective, comparison_table, config_block, exploits_table, fmt, info_table,
+    members_table, page, schedule_table, table,
 )
+from dashboards.throttle import RateLimit
 from models.errors import ConfigError, PBTError
 from search.store import DB_NAME, SUMMARY_NAME, RunData, load_run
 
 POLL_MS = 2000
+# A run is re-read (its figures redrawn), and the index walked, at most this often. Drawing a run's
+# figures takes 0.5-0.9 CPU seconds (8 members x 360 evaluations, on 2 busy cores): once a period.
+REFRESH_SECONDS = 10.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+Clock = Callable[[], float]
 
-_SCRIPT = """
-(() => {
-  const body = document.body;
-  let version = body.dataset.version;
-  function apply(state) {
-    for (const [id, html] of Object.entries(state.html || {})) {
-      const el = document.getElementById(id);
-      if (el) el.innerHTML = html;
-    }
-    for (const [id, url] of Object.entries(state.img || {})) {
-      let el = document.getElementById(id);
-      if (!el) {
-        el = document.createElement("img");
-        el.id = id; el.className = "figure"; el.alt = id;
-        document.getElementById("figures").appendChild(el);
-      }
-      const next = new Image();
-      next.onload = () => { el.src = url; };
-      next.src = url;
-    }
-  }
-  async function poll() {
-    try {
-      const response = await fetch(body.dataset.api, {cache: "no-store"});
-      if (response.ok) {
-        const state = await response.json();
-        if (state.version !== version) { version = state.version; body.dataset.version = version; apply(state); }
-        document.getElementById("polled").textContent = new Date().toLocaleTimeString();
-      }
-    } catch (error) { /* the server may be restarting: try again */ }
-    setTimeout(poll, POLL_MS);
-  }
-  setTimeout(poll, POLL_MS);
-})();
-""".replace("POLL_MS", str(POLL_MS))
+STATIC_FILES = {  # the only files under /static/
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def _signature(run_dir: Path) -> tuple:
@@ -91,9 +77,13 @@ def _digest(value: object) -> str:
 
 
 class RunIndex:
-    """The runs under the dashboard's directories, each a run or a folder of runs, by id."""
+    """The runs under the dashboard's directories, each a run or a folder of runs, by id.
 
-    def __init__(self, roots: Sequence[str | Path]) -> None:
+    The directories are walked at most as often as ``limit`` lets them (``walks`` counts the walks):
+    a run that starts under them appears within its period.
+    """
+
+    def __init__(self, roots: Sequence[str | Path], limit: RateLimit) -> None:
         if not roots:
             raise ConfigError("dashboard: give at least one run directory or folder of runs")
         self.roots = []
@@ -102,13 +92,22 @@ class RunIndex:
             if not path.is_dir():
                 raise ConfigError(f"dashboard: {root}: not a directory")
             self.roots.append(path.resolve())
+        self.walks = 0
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._found: dict[str, Path] | None = None
 
     def runs(self) -> dict[str, Path]:
-        """``{id: run directory}``, scanned now (runs appear while the dashboard is up).
+        """``{id: run directory}`` as last walked; walked again if the period has passed."""
+        with self._lock:
+            if self._limit.allow("walk") or self._found is None:
+                self._found = self._walk()
+                self.walks += 1
+            return dict(self._found)
 
-        A run is a directory at any depth below a root (``pbt compare`` nests its runs) holding
-        ``run.db`` that, symlinks resolved, lies inside its root.
-        """
+    def _walk(self) -> dict[str, Path]:
+        """A run is a directory at any depth below a root (``pbt compare`` nests its runs) holding
+        ``run.db`` that, symlinks resolved, lies inside its root."""
         found: dict[str, Path] = {}
         for root in self.roots:
             if not root.is_dir():
@@ -135,39 +134,55 @@ class Loaded:
 
 
 class RunCache:
-    """Reads a run again only when its version changes; keeps rendered PNGs by version."""
+    """Reads a run again only when its version changes, and at most as often as ``limit`` lets it
+    (per run); keeps rendered PNGs by version (``renders`` counts the drawings)."""
 
-    def __init__(self, max_pngs: int = 64) -> None:
+    def __init__(self, limit: RateLimit, max_pngs: int = 64) -> None:
+        self.renders = 0
+        self._limit = limit
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self._render_lock = threading.Lock()  # matplotlib is not thread-safe
         self._runs: dict[Path, tuple[tuple, Loaded]] = {}
         self._pngs: OrderedDict[tuple, bytes] = OrderedDict()
         self._max_pngs = max_pngs
 
     def load(self, run_dir: Path) -> Loaded:
-        """The run at its current version (``StoreError`` if it cannot be read)."""
+        """The run as last read, read again if it changed and the period has passed (``StoreError``
+        if it cannot be read)."""
         signature = _signature(run_dir)
         with self._lock:
             cached = self._runs.get(run_dir)
         if cached is not None and cached[0] == signature:
             return cached[1]
-        loaded = Loaded(load_run(run_dir), _digest(signature))
-        with self._lock:
-            self._runs[run_dir] = (signature, loaded)
-        return loaded
+        with self._read_lock:  # requests that arrive during a read get that read, not one each
+            with self._lock:
+                cached = self._runs.get(run_dir)
+            if cached is not None and cached[0] == signature:
+                return cached[1]
+            if not self._limit.allow(run_dir) and cached is not None:
+                return cached[1]
+            loaded = Loaded(load_run(run_dir), _digest(signature))
+            with self._lock:
+                self._runs[run_dir] = (signature, loaded)
+            return loaded
 
     def png(self, key: tuple, draw: Callable[[], object]) -> bytes:
-        """The PNG cached under ``key`` (which includes the versions), drawing it once if missing."""
+        """The PNG cached under ``key`` (which includes the versions), drawn once if missing."""
         with self._lock:
             if key in self._pngs:
                 self._pngs.move_to_end(key)
                 return self._pngs[key]
         with self._render_lock:
-            data = png_bytes(draw())
-        with self._lock:
-            self._pngs[key] = data
-            while len(self._pngs) > self._max_pngs:
-                self._pngs.popitem(last=False)
+            with self._lock:
+                data = self._pngs.get(key)  # another request may have drawn it meanwhile
+            if data is None:
+                data = png_bytes(draw())
+                with self._lock:
+                    self.renders += 1
+                    self._pngs[key] = data
+                    while len(self._pngs) > self._max_pngs:
+                        self._pngs.popitem(last=False)
         return data
 
 
@@ -176,11 +191,13 @@ class DashboardServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0, *,
+                 refresh: float = REFRESH_SECONDS, clock: Clock = time.monotonic) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"--port: must be an integer in 0..65535, got {port!r}")
-        self.index = RunIndex(run_dirs)
-        self.cache = RunCache()
+        self.refresh = refresh
+        self.index = RunIndex(run_dirs, RateLimit(refresh, clock))
+        self.cache = RunCache(RateLimit(refresh, clock))
         try:
             super().__init__((host, port), DashboardHandler)
         except OSError as exc:
@@ -201,9 +218,11 @@ class DashboardServer(ThreadingHTTPServer):
         return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
 
 
-def make_server(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0) -> DashboardServer:
-    """A dashboard server over ``run_dirs`` (runs or folders of runs), bound but not yet serving."""
-    return DashboardServer(run_dirs, host, port)
+def make_server(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0, *,
+                refresh: float = REFRESH_SECONDS, clock: Clock = time.monotonic) -> DashboardServer:
+    """A dashboard server over ``run_dirs`` (runs or folders of runs), bound but not yet serving; it
+    re-reads a run, and walks the directories, at most once every ``refresh`` seconds of ``clock``."""
+    return DashboardServer(run_dirs, host, port, refresh=refresh, clock=clock)
 
 
 def serve(run_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 0) -> None:
@@ -232,7 +251,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
     server_version = "pbt-dashboard"
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-        """Quiet: the page polls every 2 s."""
+        """Quiet: the pages poll every ``POLL_MS``."""
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         allowed = self.server.allowed_hosts()
@@ -247,6 +266,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
             "/compare": self._compare_page, "/api/compare": self._compare_state,
             "/compare/figure": self._compare_figure,
         }
+        routes.update({f"/static/{name}": partial(self._static, name) for name in STATIC_FILES})
         handler = routes.get(url.path)
         try:
             if handler is None:
@@ -269,19 +289,20 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", cache)
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header(
-            "Content-Security-Policy",
-            "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
-            "script-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'self'",
-        )
+        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.end_headers()
         self.wfile.write(data)
 
     def _html(self, title: str, body: str, api: str, version: str) -> None:
-        attrs = f' data-api="{escape(api)}" data-version="{escape(version)}"'
-        footer = '<p class="muted">updated <span id="polled">(live: polling every 2 s)</span></p>'
-        document = page(title, body + footer, body_attrs=attrs, script=_SCRIPT)
+        attrs = f' data-api="{escape(api)}" data-version="{escape(version)}" data-poll-ms="{POLL_MS}"'
+        footer = (f'<p class="muted">updated <span id="polled">(live: polling every {POLL_MS / 1000:g} s, '
+                  f'new data at most every {self.server.refresh:g} s)</span></p>')
+        document = page(title, body + footer, body_attrs=attrs, stylesheet="/static/dashboard.css",
+                        script="/static/dashboard.js")
         self._send(HTTPStatus.OK, document.encode(), "text/html; charset=utf-8")
+
+    def _static(self, name: str, query: dict) -> None:
+        self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), STATIC_FILES[name], cache="no-cache")
 
     def _json(self, state: dict) -> None:
         self._send(HTTPStatus.OK, json.dumps(state).encode(), "application/json")

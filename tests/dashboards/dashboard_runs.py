@@ -157,10 +157,24 @@ def write_scripted_run(
     return run_dir
 
 
+class ManualClock:
+    """A monotonic clock that moves only when told: ``advance(seconds)``."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @contextmanager
-def serving(run_dirs: list[Path]) -> Iterator[DashboardServer]:
-    """The dashboard over ``run_dirs`` on a free loopback port, served from a thread; shut down after."""
-    server = make_server(run_dirs, host="127.0.0.1", port=0)
+def serving(run_dirs: list[Path], **settings) -> Iterator[DashboardServer]:
+    """The dashboard over ``run_dirs`` on a free loopback port, served from a thread; shut down after.
+    ``settings`` go to ``make_server`` (``refresh``, ``clock``)."""
+    server = make_server(run_dirs, host="127.0.0.1", port=0, **settings)
     thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
     thread.start()
     try:

@@ -1,4 +1,5 @@
-"""The dashboard in a real headless Chromium, following a run that is still being written.
+"""The dashboard in a real headless Chromium, following a run that is still being written, under
+the server's Content-Security-Policy (the polling script is a file; nothing inline may run).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package: skipped without
 them locally, a failure when ``CI`` is set.
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dashboard_runs import ToyRunWriter, serving, write_toy_run
+from dashboards.server import REFRESH_SECONDS
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -50,6 +52,7 @@ def browser(tmp_path: Path):
                  "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}",
                  "--window-size=1280,1600"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP refusals are console errors
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     try:
@@ -75,6 +78,12 @@ def _member_steps(driver) -> list[str]:
         "return [...document.querySelectorAll('#members tbody tr')].map(r => r.cells[2].textContent);")
 
 
+def _refused(driver) -> list[str]:
+    """The console's Content-Security-Policy refusals since last asked."""
+    messages = [entry["message"] for entry in driver.get_log("browser")]
+    return [message for message in messages if "Content Security Policy" in message]
+
+
 def test_dashboard_follows_a_run_in_progress_without_reloading(browser, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -98,15 +107,20 @@ def test_dashboard_follows_a_run_in_progress_without_reloading(browser, tmp_path
             appender = threading.Thread(target=lambda: [writer.advance() for _ in range(3)])
             appender.start()
             appender.join(timeout=30)
-            _wait(browser, lambda d: _member_steps(d) == ["20", "20", "20"])
+            # the server re-reads the run at most once every REFRESH_SECONDS; the page polls every 2 s
+            _wait(browser, lambda d: _member_steps(d) == ["20", "20", "20"], timeout=REFRESH_SECONDS + 20)
             _wait(browser, lambda d: d.find_element(By.ID, "fig-objective").get_attribute("src") != first_src
                   and _loaded(d, "fig-objective"))
             assert browser.execute_script("return window.__stillTheSamePage;") == 42  # never reloaded
+            assert browser.execute_script(
+                "return [...document.scripts].map(s => s.src.replace(location.origin, ''));"
+            ) == ["/static/dashboard.js"]
             exploit_rows = browser.find_elements(By.CSS_SELECTOR, "#exploits tbody tr")
             assert len(exploit_rows) == writer.exploits >= 1
 
             browser.get(server.url + "compare?id=runs/pbt-seed0&id=runs/grid-seed0")
             _wait(browser, lambda d: _loaded(d, "fig-overlay"))
             assert len(browser.find_elements(By.CSS_SELECTOR, "#table tbody tr")) == 2
+            assert _refused(browser) == []
     finally:
         writer.finish()

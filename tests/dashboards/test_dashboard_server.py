@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_runs import ToyRunWriter, serving, write_scripted_run, write_toy_run
-from dashboards.server import make_server
+from dashboard_runs import ManualClock, ToyRunWriter, serving, write_scripted_run, write_toy_run
+from dashboards.server import REFRESH_SECONDS, make_server
 from models.errors import ConfigError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -28,6 +30,12 @@ def get(url: str) -> tuple[int, str, bytes]:
             return response.status, response.headers["Content-Type"], response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers["Content-Type"], exc.read()
+
+
+def headers(url: str) -> dict[str, str]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        response.read()
+        return dict(response.headers)
 
 
 def raw(server, method: str, path: str, host: str | None = None) -> int:
@@ -118,21 +126,148 @@ def test_only_get_and_only_loopback_host_names(runs):
         assert raw(server, "GET", "/", host=f"localhost:{server.server_address[1]}") == 200
 
 
-def test_version_changes_exactly_when_the_store_is_written(tmp_path):
+def test_version_changes_when_the_store_is_written_at_most_once_a_refresh_period(tmp_path):
     writer = ToyRunWriter(tmp_path / "live", steps=16)
     writer.advance()
+    clock = ManualClock()
     try:
-        with serving([tmp_path / "live"]) as server:
+        with serving([tmp_path / "live"], clock=clock) as server:
             api = server.url + "api/run?id=live"
             first, again = json.loads(get(api)[2]), json.loads(get(api)[2])
             assert first["version"] == again["version"]
             writer.advance()
+            clock.advance(REFRESH_SECONDS / 2)
+            assert json.loads(get(api)[2]) == first  # within the period: the run as last read
+            clock.advance(REFRESH_SECONDS / 2)
             second = json.loads(get(api)[2])
             assert second["version"] != first["version"]
             assert "<td>4</td>" in first["html"]["members"] and "<td>8</td>" in second["html"]["members"]
             assert second["img"]["fig-objective"].endswith("v=" + second["version"])
+            clock.advance(REFRESH_SECONDS)
+            assert json.loads(get(api)[2])["version"] == second["version"]  # not written: same version
     finally:
         writer.finish()
+
+
+def test_pages_arriving_together_at_a_run_being_written_share_one_read(tmp_path):
+    writer = ToyRunWriter(tmp_path / "live", steps=100_000)
+    writer.advance()
+    clock = ManualClock()  # never moves: after the first read, the run is not read again
+    with serving([tmp_path / "live"], clock=clock) as server:
+        api = server.url + "api/run?id=live"
+        start, stop = threading.Barrier(9), threading.Event()
+        versions: list[str] = []
+
+        def write() -> None:
+            start.wait()
+            while not stop.is_set():
+                writer.advance()
+
+        def page() -> None:
+            start.wait()
+            versions.append(json.loads(get(api)[2])["version"])
+
+        threads = [threading.Thread(target=write), *(threading.Thread(target=page) for _ in range(8))]
+        for thread in threads:
+            thread.start()
+        for thread in threads[1:]:
+            thread.join(timeout=60)
+        stop.set()
+        threads[0].join(timeout=60)
+        writer.finish()
+        assert len(versions) == 8 and len(set(versions)) == 1, versions
+
+
+def test_figures_render_at_most_once_a_period_whatever_the_pages_and_the_last_version_renders(tmp_path):
+    """Four clients poll as the page does (the state, then every figure it names) while a run is
+    written, on the real clock: renders stay within one per figure per started period, and once
+    the run finishes, its final state and figures are served, drawn exactly once."""
+    refresh = 3.0  # seconds; shorter than the default to keep the test short
+    writer = ToyRunWriter(tmp_path / "live", steps=100_000)
+    writer.advance()
+    with serving([tmp_path / "live"], refresh=refresh) as server:
+        api = server.url + "api/run?id=live"
+        base = server.url.rstrip("/")
+        stop = threading.Event()
+        seen: list[dict] = []
+        answers: set[tuple] = set()
+
+        def page() -> None:
+            while not stop.is_set():
+                state = json.loads(get(api)[2])
+                answers.update(get(base + url)[:2] for url in state["img"].values())
+                seen.append(state)
+
+        started = time.monotonic()
+        clients = [threading.Thread(target=page) for _ in range(4)]
+        for client in clients:
+            client.start()
+        while time.monotonic() - started < 1.5 * refresh:
+            writer.advance()
+            time.sleep(0.02)
+        writer.finish()
+        finished, deadline = None, time.monotonic() + 60
+        while finished is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            finished = next((state for state in reversed(seen) if "finished" in state["html"]["status"]), None)
+        stop.set()
+        for client in clients:
+            client.join(timeout=60)
+        elapsed = time.monotonic() - started
+        assert finished is not None, "the finished run's last version was never served"
+        assert answers == {(200, "image/png")}
+        figures = len(finished["img"])
+        assert figures == 4
+        assert len({state["version"] for state in seen}) >= 2  # the run did move while polled
+        assert server.cache.renders <= figures * (int(elapsed // refresh) + 1)
+        before = server.cache.renders
+        for url in finished["img"].values():
+            assert url.endswith("v=" + finished["version"])
+            assert get(base + url)[2].startswith(PNG_MAGIC)
+        assert server.cache.renders == before  # the clients already had the final figures drawn
+
+
+def test_the_index_is_walked_once_a_period_and_new_runs_appear(runs):
+    clock = ManualClock()
+    with serving([runs], clock=clock) as server:
+        for path in ("", "api/runs", "run?id=runs/pbt-seed0", "api/run?id=runs/pbt-seed0",
+                     "figure?id=runs/pbt-seed0&name=objective", "compare?id=runs/pbt-seed0&id=runs/grid-seed0"):
+            for _ in range(3):
+                assert get(server.url + path)[0] == 200, path
+        assert server.index.walks == 1
+        write_toy_run(runs / "digits-compare" / "pbt-seed1", steps=8)  # as pbt compare nests a new run
+        clock.advance(REFRESH_SECONDS / 2)
+        assert "pbt-seed1" not in json.loads(get(server.url + "api/runs")[2])["html"]["runs"]
+        assert get(server.url + "run?id=runs/digits-compare/pbt-seed1")[0] == 404
+        clock.advance(REFRESH_SECONDS / 2)
+        hrefs = [a["href"] for t, a in Tags(get(server.url)[2].decode()).tags if t == "a"]
+        assert "/run?id=runs/digits-compare/pbt-seed1" in hrefs
+        assert get(server.url + "run?id=runs/digits-compare/pbt-seed1")[0] == 200
+        assert server.index.walks == 2
+
+
+def test_pages_carry_no_inline_code_under_a_policy_of_scripts_from_the_server_only(runs):
+    with serving([runs]) as server:
+        for path in ("", "run?id=runs/pbt-seed0", "compare?id=runs/pbt-seed0&id=runs/grid-seed0"):
+            policy = dict(
+                directive.strip().split(" ", 1)
+                for directive in headers(server.url + path)["Content-Security-Policy"].split(";")
+            )
+            assert policy["script-src"] == "'self'" and policy["default-src"] == "'none'", path
+            assert "unsafe" not in ";".join(policy.values()), path
+            tags = Tags(get(server.url + path)[2].decode()).tags
+            assert not [t for t, _ in tags if t == "style"], path
+            inline = [(t, name) for t, attrs in tags for name in attrs if name.startswith("on") or name == "style"]
+            assert inline == [], path
+            scripts = [attrs for t, attrs in tags if t == "script"]
+            assert [s.get("src") for s in scripts] == ["/static/dashboard.js"], path
+            sheets = [attrs["href"] for t, attrs in tags if t == "link" and attrs.get("rel") == "stylesheet"]
+            assert sheets == ["/static/dashboard.css"], path
+        status, kind, code = get(server.url + "static/dashboard.js")
+        assert (status, kind) == (200, "text/javascript; charset=utf-8") and b"fetch(" in code
+        assert get(server.url + "static/dashboard.css")[1] == "text/css; charset=utf-8"
+        for path in ("/static/", "/static/nope.js", "/static/../server.py", "/static/%2e%2e/server.py"):
+            assert raw(server, "GET", path) == 404, path
 
 
 def test_compare_view_overlays_the_selected_runs(runs):
