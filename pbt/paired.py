@@ -89,7 +89,7 @@ def paired_comparison(
     """
     if mode not in ("max", "min"):
         raise ConfigError(f"mode: must be 'max' or 'min', got {mode!r}")
-    if len(challenger_scores) != len(baseline_scores) or not challenger_scores:
+    if len(challenger_scores) != len(baseline_scores) or len(challenger_scores) == 0:
         raise ConfigError(f"scores: {challenger} and {baseline} need one score per seed each, got "
                           f"{len(challenger_scores)} and {len(baseline_scores)}")
     if not 0 < confidence < 1:
