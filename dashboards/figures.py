@@ -252,6 +252,9 @@ def _mean_curves(runs: Sequence[RunData]) -> dict[str, tuple[np.ndarray, np.ndar
     return curves
 
 
+LOG_SPAN = 100.0  # a positive objective spanning this factor is drawn on a log axis
+
+
 def comparison_figure(comparison: pd.DataFrame, runs: Sequence[RunData] | None = None) -> Figure:
     """Strategies compared: best validation objective per strategy (box + one dot per run) and,
     when the runs are known, the mean best-so-far objective against the budget per strategy.
@@ -282,11 +285,16 @@ def comparison_figure(comparison: pd.DataFrame, runs: Sequence[RunData] | None =
     ax.grid(axis="y", alpha=0.3)
     if runs:
         ax = axes[1]
-        for i, (strategy, (grid, mean, std)) in enumerate(_mean_curves(runs).items()):
+        curves = _mean_curves(runs)
+        for i, (strategy, (grid, mean, std)) in enumerate(curves.items()):
             color = matplotlib.colormaps["tab10"](strategies.index(strategy) % 10
                                                   if strategy in strategies else i % 10)
             ax.plot(grid, mean, color=color, linewidth=1.8, gid=f"best-{strategy}", label=plain(strategy))
             ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+        means = np.concatenate([mean for _, mean, _ in curves.values()]) if curves else np.array([])
+        means = means[np.isfinite(means)]
+        if means.size and means.min() > 0 and means.max() >= LOG_SPAN * means.min():
+            ax.set_yscale("log")  # a loss falling by orders of magnitude
         if "target" in comparison.columns and comparison["target"].notna().any():
             ax.axhline(float(comparison["target"].dropna().iloc[0]), color="0.4", linestyle="--",
                        linewidth=0.8, gid="target", label="target")

@@ -157,6 +157,7 @@ def test_comparison_figure_boxes_per_strategy_and_mean_budget_curves(tmp_path):
             assert curve.get_xdata()[-1] == 48  # 3 members x 16 steps
         [target] = by_gid(curve_ax, "target")
         assert list(target.get_ydata()) == [1.0, 1.0]
+        assert curve_ax.get_yscale() == "linear"  # Q from 0.39 to 1.2
     only_boxes = comparison_figure(table.drop(columns="run_dir"))
     assert len(only_boxes.axes) == 1
 
@@ -203,3 +204,11 @@ def test_figures_of_a_run_without_results_say_so(tmp_path):
         assert [t.get_text() for t in fig.axes[0].texts] == ["no results yet"]
         assert png_bytes(fig).startswith(PNG_MAGIC)
     store.close()
+
+
+def test_comparison_curves_of_an_objective_spanning_decades_are_on_a_log_axis(tmp_path):
+    run_dir = write_scripted_run(tmp_path / "run", population=2, steps=16, eval_every=4,
+                                 objective=lambda member, step: 10.0 ** (step / 4 - 3 + member))
+    table = pd.DataFrame([{"strategy": "pbt", "seed": 0, "best_objective": 10.0, "run_dir": str(run_dir)}])
+    _, curve_ax = comparison_figure(table).axes
+    assert curve_ax.get_yscale() == "log"
