@@ -75,7 +75,7 @@ def _loaded(driver, image_id: str) -> bool:
 
 def _member_steps(driver) -> list[str]:
     return driver.execute_script(
-        "return [...document.querySelectorAll('#members tbody tr')].map(r => r.cells[2].textContent);")
+        "return [...document.querySelectorAll('#members tbody tr')].map(r => r.cells[3].textContent);")
 
 
 def _refused(driver) -> list[str]:
