@@ -5,11 +5,15 @@ For each population (256 and 1,024 members), an asynchronous PBT search is first
 examples/nqm.toml with learning rate and momentum searched, 1,000 steps per member, evaluated and
 ready every 100 (PBT's other settings its defaults), on 2 workers. Then, for each of ``REPEATS``
 rounds, a new dashboard server (an empty cache: the run is read from its store and every figure
-drawn, nothing kept from a previous request) is started in this process and asked, over HTTP on
-loopback, for the run's page and then for each figure the page names, one after another. The line
-gives, per population, the median over rounds of each request's seconds (``page_s``,
-``figure_s``), the slowest round's, the run's size (members, evaluations, exploits) and the time
-its search took. Target: page and every figure <= 1 s at 1,024 members.
+drawn, nothing kept from a previous request; the operating system's file cache is not dropped) is
+started in this process and asked, over HTTP on loopback, for the run's page and then for each
+figure the page names, one after another, then for the page with every member and every exploit
+(``members=all&exploits=all``). The line gives, per population, the median over rounds of each
+request's seconds (``page_s``, ``figure_s``, ``every_row_page_s``), the slowest round's, the CPU
+seconds the process spent on the page and on each figure (``page_cpu_s``, ``figure_cpu_s``: what the
+request costs whatever else the machine runs; on shared cores the wall seconds grow with the load),
+the pages' sizes, the run's size (members, evaluations, exploits), the seconds its search took and
+the machine's load average when measured. Target: the page and every figure <= 1 s at 1,024 members.
 
     python bench/dashboard_scale.py [--runs DIR]   # a few minutes on 2 quiet cores
 
@@ -79,11 +83,13 @@ class Images(HTMLParser):
             self.sources.append(dict(attrs)["src"])
 
 
-def timed_get(url: str) -> tuple[float, bytes]:
-    started = time.perf_counter()
+def timed_get(url: str) -> tuple[float, float, bytes]:
+    """Wall seconds, this process's CPU seconds (the server's thread, and the client's little) and
+    the body of a GET."""
+    started, cpu = time.perf_counter(), time.process_time()
     with urllib.request.urlopen(url, timeout=120) as response:
         body = response.read()
-    return time.perf_counter() - started, body
+    return time.perf_counter() - started, time.process_time() - cpu, body
 
 
 def one_round(run_dir: Path) -> dict[str, Any]:
@@ -92,13 +98,15 @@ def one_round(run_dir: Path) -> dict[str, Any]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        page_s, page = timed_get(f"{server.url}run?id={run_dir.name}")
-        figures = {}
+        page_s, page_cpu_s, page = timed_get(f"{server.url}run?id={run_dir.name}")
+        figures, figures_cpu = {}, {}
         for source in Images(page.decode()).sources:
             name = source.split("name=")[1].split("&")[0]
-            figures[name], png = timed_get(server.url.rstrip("/") + source)
+            figures[name], figures_cpu[name], png = timed_get(server.url.rstrip("/") + source)
             assert png.startswith(b"\x89PNG"), name
-        return {"page_s": page_s, "figure_s": figures, "page_bytes": len(page)}
+        every_row_s, _, every_row = timed_get(f"{server.url}run?id={run_dir.name}&members=all&exploits=all")
+        return {"page_s": page_s, "page_cpu_s": page_cpu_s, "figure_s": figures, "figure_cpu_s": figures_cpu,
+                "page_bytes": len(page), "every_row_s": every_row_s, "every_row_bytes": len(every_row)}
     finally:
         server.shutdown()
         server.server_close()
@@ -114,9 +122,13 @@ def measure(run_dir: Path, search_s: float | None) -> dict[str, Any]:
         "search_s": None if search_s is None else round(search_s, 1),
         "page_s": round(statistics.median(r["page_s"] for r in rounds), 3),
         "figure_s": {n: round(statistics.median(r["figure_s"][n] for r in rounds), 3) for n in names},
+        "page_cpu_s": round(statistics.median(r["page_cpu_s"] for r in rounds), 3),
+        "figure_cpu_s": {n: round(statistics.median(r["figure_cpu_s"][n] for r in rounds), 3) for n in names},
         "slowest_round": {"page_s": round(max(r["page_s"] for r in rounds), 3),
                           "figure_s": {n: round(max(r["figure_s"][n] for r in rounds), 3) for n in names}},
         "page_kb": round(rounds[0]["page_bytes"] / 1024, 1),
+        "every_row_page_s": round(statistics.median(r["every_row_s"] for r in rounds), 3),
+        "every_row_page_kb": round(rounds[0]["every_row_bytes"] / 1024, 1),
     }
 
 
@@ -130,14 +142,14 @@ def main() -> None:
         runs = args.runs or Path(scratch)
         runs.mkdir(parents=True, exist_ok=True)
         run_dirs = {population: runs / f"pop{population}" for population in POPULATIONS}
-        started = connect(None)
+        started = not all((run_dir / SUMMARY_NAME).is_file() for run_dir in run_dirs.values()) and connect(None)
         try:  # every search first, then the measurements, with Ray shut down
             search_s = {population: write_run(population, run_dir) for population, run_dir in run_dirs.items()}
         finally:
             if started:
                 disconnect()
         line = {"populations": [measure(run_dirs[p], search_s[p]) for p in POPULATIONS],
-                "repeats": REPEATS, "cores": os.cpu_count()}
+                "repeats": REPEATS, "cores": os.cpu_count(), "load_average": round(os.getloadavg()[0], 1)}
     print(json.dumps(line))
 
 

@@ -1,10 +1,14 @@
 """Matplotlib figures of a run (and of a comparison of runs). Each function returns a ``Figure``.
 
 Figures are built with the object-oriented API on the Agg canvas (no ``pyplot``, no global backend),
-so the dashboard can render them in request threads. Artists a reader (or a test) looks for carry a
+so the dashboard can render them in request threads. A run of more than ``MEMBER_LINES_UP_TO``
+members is drawn as a population (quantile bands, dots coloured by objective, lineages collapsed
+onto the best member's), not member by member. Artists a reader (or a test) looks for carry a
 ``gid``: ``member-<id>`` for a member's line, ``exploits`` / ``exploit-links`` for exploit markers and
 donor→receiver connectors, ``lineage-edges`` and ``best-lineage`` in the lineage tree, ``best-<label>``
-for best-so-far curves.
+for best-so-far curves; for a large population ``band-<low>-<high>``, ``median``, ``best-member``
+and ``best-exploits`` (objective), ``evaluations`` (hyperparameters), ``branched-<row>``,
+``founder-<id>`` and ``founders-other`` (lineages).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from dashboards.lineages import surviving_lineages
 from models import ToyQuadratic
@@ -242,12 +247,15 @@ def hparams_figure(run: RunData) -> Figure:
             ax.set_yticks(range(len(categories)), [plain(c) for c in categories])
         elif is_loguniform(run, name):
             ax.set_yscale("log")
+        if many:
+            ax.yaxis.set_minor_locator(NullLocator())  # a quarter of the figure's time at 1,024 members
         ax.set_ylabel(plain(name))
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("member step")
     if scatter is not None:
         objective = plain(run.info.get("objective", "objective"))
         bar = fig.colorbar(scatter, ax=list(axes), shrink=0.9)
+        bar.ax.yaxis.set_minor_locator(NullLocator())
         bar.set_label(f"{objective} (validation), {run.info['mode']}: bright is better")
     return fig
 
