@@ -223,16 +223,22 @@ def spread(member: int, step: int) -> float:
 
 
 @pytest.mark.parametrize("population", [MEMBER_LINES_UP_TO, MEMBER_LINES_UP_TO + 1])
-def test_objective_figure_draws_members_up_to_the_threshold_and_bands_above_it(tmp_path, population):
+def test_figures_draw_members_up_to_the_threshold_and_the_population_above_it(tmp_path, population):
     run = load_run(write_scripted_run(tmp_path / "run", population=population, steps=16, eval_every=4,
-                                      objective=spread))
-    ax = objective_figure(run).axes[0]
+                                      objective=spread, exploits=[(8, 0, 1, 8)]))
+    objective_ax, hparams_ax, lineage_ax = (make(run).axes[0] for make in (objective_figure, hparams_figure,
+                                                                            lineage_figure))
     if population <= MEMBER_LINES_UP_TO:
-        assert sorted(member_lines(ax)) == list(range(population))
-        assert by_gid(ax, "median") == [] and by_gid(ax, "band-0.25-0.75") == []
+        for ax in (objective_ax, hparams_ax, lineage_ax):
+            assert sorted(member_lines(ax)) == list(range(population))
+        assert by_gid(objective_ax, "median") == [] and by_gid(objective_ax, "band-0.25-0.75") == []
+        assert by_gid(hparams_ax, "evaluations") == [] and len(by_gid(lineage_ax, "lineage-edges")) == 1
     else:
-        assert member_lines(ax) == {}
-        assert len(by_gid(ax, "median")) == 1 and len(by_gid(ax, "band-0.05-0.95")) == 1
+        for ax in (objective_ax, hparams_ax, lineage_ax):
+            assert member_lines(ax) == {}
+        assert len(by_gid(objective_ax, "median")) == 1 and len(by_gid(objective_ax, "band-0.05-0.95")) == 1
+        assert len(by_gid(hparams_ax, "evaluations")) == 1 and by_gid(lineage_ax, "lineage-edges") == []
+        assert len(by_gid(lineage_ax, "founders-other")) == 1
 
 
 def band_edges(band, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
