@@ -14,6 +14,7 @@ import argparse
 import math
 import shlex
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -75,9 +76,17 @@ def default_out(config_path: Path, strategy: str, seed: int | None) -> Path:
 
 
 def check_out(out: Path) -> None:
-    """``--out`` must be absent or an empty directory."""
+    """``--out`` must be absent or an empty directory, in a place where a directory can be made."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out: {out} already exists and is not an empty directory")
+    where = out.absolute()
+    where = next(p for p in (where, *where.parents) if p.exists())  # the root always exists
+    if not where.is_dir():
+        raise ConfigError(f"--out: {out} cannot be made: {where} is not a directory")
+    try:  # a trial directory, removed at once: what the run will do, without leaving anything
+        Path(tempfile.mkdtemp(prefix=".pbt-out-", dir=where)).rmdir()
+    except OSError as exc:
+        raise ConfigError(f"--out: {out} cannot be made in {where} ({exc.strerror})") from None
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:

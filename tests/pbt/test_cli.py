@@ -415,3 +415,13 @@ def test_results_table_shows_ranks_best_member_test_metrics_and_schedule():
     assert "best: member 1, val_accuracy 0.9 (validation)" in text
     assert "test: test_accuracy 0.8812" in text
     assert "      10: lr=0.012" in text
+
+
+def test_an_out_that_cannot_be_made_is_refused_before_anything_starts(cwd, capsys):
+    (cwd / "c.toml").write_text(TOY)
+    (cwd / "file").write_text("x")
+    assert main(["run", "c.toml", "--out", "file/run"]) == 2
+    assert one_error_line(capsys) == f"--out: file/run cannot be made: {cwd / 'file'} is not a directory"
+    assert main(["compare", "c.toml", "--out", "/proc/run"]) == 2  # a directory no one may make one in
+    assert one_error_line(capsys).startswith("--out: /proc/run cannot be made in /proc (")
+    assert_nothing_written(cwd, "file")
