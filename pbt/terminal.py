@@ -10,8 +10,7 @@ from typing import TextIO
 import pandas as pd
 
 from search.progress import Progress
-from search.store import HP_PREFIX, RunData, hparam_names
-from search.strategy import oriented_score
+from search.store import HP_PREFIX, RunData, hparam_names, member_ranking
 
 
 def format_duration(seconds: float) -> str:
@@ -104,22 +103,10 @@ def _number(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def ranked_members(run: RunData) -> pd.DataFrame:
-    """The members best first by their latest objective (NaN, missing and failed last)."""
-    members = run.members.copy()
-    mode = run.info["mode"]
-    members["_score"] = [
-        -math.inf if obj is None or status == "failed" else oriented_score(float(obj), mode)
-        for obj, status in zip(members["objective"], members["status"])
-    ]
-    members = members.sort_values(["_score", "member"], ascending=[False, True], kind="stable")
-    return members.drop(columns="_score").reset_index(drop=True)
-
-
 def results_table(run: RunData) -> str:
     """The members ranked by objective, then the best member, its test metrics and its schedule."""
     objective = run.info["objective"]
-    ranked = ranked_members(run)
+    ranked = run.members.set_index("member").loc[member_ranking(run)].reset_index()  # best first
     table = pd.DataFrame({
         "rank": range(1, len(ranked) + 1),
         "member": ranked["member"],

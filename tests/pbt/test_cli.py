@@ -20,7 +20,7 @@ import ray
 
 import workers.pool
 from pbt.cli import SUBCOMMANDS, default_out, main
-from pbt.terminal import ProgressDisplay, format_duration, format_progress, ranked_members, results_table
+from pbt.terminal import ProgressDisplay, format_duration, format_progress, results_table
 from search.progress import Progress
 from search.store import RunData, load_run
 
@@ -400,9 +400,10 @@ def run_data(mode="max"):
     return RunData(Path("run"), info, pd.DataFrame(), members, pd.DataFrame(), summary)
 
 
-def test_members_are_ranked_by_objective_with_failed_and_nan_last():
-    assert list(ranked_members(run_data("max"))["member"]) == [1, 0, 2, 3]
-    assert list(ranked_members(run_data("min"))["member"]) == [0, 1, 2, 3]
+def test_results_table_ranks_members_by_objective_with_failed_and_nan_last():
+    for mode, order in (("max", [1, 0, 2, 3]), ("min", [0, 1, 2, 3])):
+        rows = results_table(run_data(mode)).splitlines()[1:5]
+        assert [int(row.split()[1]) for row in rows] == order
 
 
 def test_results_table_shows_ranks_best_member_test_metrics_and_schedule():
