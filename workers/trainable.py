@@ -13,6 +13,7 @@ import numpy as np
 
 from models.errors import ConfigError
 from workers.cluster import PACKAGES
+from workers.torch import INSTALL_HINT
 
 State = dict[str, np.ndarray]
 
@@ -106,6 +107,8 @@ def resolve_trainable(name: str) -> type:
     except ImportError as exc:
         top = module_name.partition(".")[0]
         clash = f"; if {top!r} is your package, rename it ({TAKEN_NAMES})" if top in PACKAGES else ""
+        if (exc.name or "").partition(".")[0] == "torch":
+            clash = f"; {INSTALL_HINT}"
         raise ConfigError(f"trainable.name: cannot import module {module_name!r} ({exc}){clash}") from None
     cls = getattr(module, class_name, None)
     if not inspect.isclass(cls):
