@@ -227,3 +227,24 @@ def test_the_adapter_is_the_whole_trainable_shape():
     from workers.trainable import Trainable
 
     assert isinstance(NoisyRegression(HP, 0), Trainable) and issubclass(NoisyRegression, TorchTrainable)
+
+
+@pytest.mark.parametrize("strategy", ["grid", "random", "pbt"])
+def test_the_torch_example_runs_under_every_strategy(ray_session, tmp_path, monkeypatch, strategy):
+    import tomllib
+
+    from pbt.api import run
+    from pbt.config import parse_config
+    from search.store import load_run
+
+    monkeypatch.syspath_prepend(str(ROOT))  # as `pbt run` from the repository's root
+    raw = tomllib.loads((ROOT / "examples" / "torch_digits.toml").read_text())
+    raw["trainable"].update(channels=4, hidden=16)
+    raw["budget"].update(population=4, steps=200, eval_every=50)
+    raw["grid"] = {"lr": [0.01, 0.1], "momentum": [0.9]}  # x 2 weight decays: a grid of 4
+    raw["pbt"].update(interval=50, burn_in=50)
+    summary = run(parse_config(raw, "torch_digits"), strategy=strategy, seed=0, out=tmp_path / "run", workers=2)
+    results = load_run(tmp_path / "run").results
+    assert sorted(zip(results["member"], results["step"])) == [(m, s) for m in range(4) for s in (50, 100, 150, 200)]
+    assert summary["budget_steps"] == 4 * 200 and summary["best"]["objective"] > 0.5
+    assert set(summary["best"]["test"]) == {"test_accuracy", "test_loss"}
