@@ -149,7 +149,7 @@ class TorchTrainable:
         super().__init_subclass__(**kwargs)
         for name in ("evaluate", "test"):
             method = cls.__dict__.get(name)
-            if callable(method):
+            if callable(method) and not hasattr(method, "__wrapped__"):  # a class rebuilt by value stays wrapped once
                 setattr(cls, name, _evaluating(method))
 
     def __init__(self, hparams: Mapping[str, Any], seed: int, **settings: Any) -> None:
