@@ -109,7 +109,7 @@ class _Streams:
         cuda = None
         if device.type == "cuda" and "rng.cuda" in state:
             cuda = torch.from_numpy(np.array(state["rng.cuda"], np.uint8))
-        return cls((3, tuple(int(w) for w in state["rng.python"]), python_gauss if has_python_gauss else None),
+        return cls((3, tuple(np.asarray(state["rng.python"]).tolist()), python_gauss if has_python_gauss else None),
                    ("MT19937", np.array(state["rng.numpy"], np.uint32), int(pos), int(has_gauss), cached),
                    torch.from_numpy(np.array(state["rng.torch"], np.uint8)), cuda)
 
@@ -123,9 +123,9 @@ class TorchTrainable:
       torch uses as many threads as the worker has CPUs), then calls ``build(hparams, seed,
       **settings)`` and keeps its ``(model, optimizer)`` as ``self.model`` and ``self.optimizer``.
     - Every member has its own random streams (Python's ``random``, ``np.random``, torch's, seeded
-      from ``seed``): the adapter swaps them in around each of its methods and the member's own
-      ``build``, ``train_step``, ``evaluate`` and ``test``, and out after, so members sharing a
-      worker never move each other's streams, and code outside them sees its own.
+      from ``seed``): the adapter swaps them in around ``build``, ``train``, ``evaluate``, ``test``,
+      ``get_state`` and ``set_state``, and out after, so members sharing a worker never move each
+      other's streams, and code outside them sees its own.
     - ``train(steps)`` calls ``train_step`` ``steps`` times in train mode; ``evaluate`` and ``test``
       run in eval mode under ``torch.no_grad()``, their values returned as floats.
     - ``get_state()``: a flat dict of numpy arrays, without pickle: ``model.*`` (the model's
