@@ -149,7 +149,7 @@ class TorchTrainable:
         super().__init_subclass__(**kwargs)
         for name in ("evaluate", "test"):
             method = cls.__dict__.get(name)
-            if callable(method) and not hasattr(method, "__wrapped__"):  # a class rebuilt by value stays wrapped once
+            if callable(method) and not getattr(method, "_evaluating", False):  # a class rebuilt by value: once
                 setattr(cls, name, _evaluating(method))
 
     def __init__(self, hparams: Mapping[str, Any], seed: int, **settings: Any) -> None:
@@ -285,6 +285,7 @@ def _evaluating(method: Callable[..., Mapping[str, Any]]) -> Callable[..., dict[
                 self.model.train(was_training)
         return {str(k): float(v) for k, v in metrics.items()}
 
+    evaluating._evaluating = True  # type: ignore[attr-defined]
     return evaluating
 
 

@@ -154,6 +154,17 @@ def test_train_step_runs_in_train_mode_and_evaluate_in_eval_mode_without_gradien
     assert all(type(v) is float for v in metrics.values())  # a tensor the user returned comes back a float
 
 
+def test_an_evaluate_under_a_decorator_of_its_own_still_runs_in_eval_mode():
+    class Decorated(NoisyRegression):
+        @torch.no_grad()
+        def evaluate(self):
+            self.modes.append(("evaluate", self.model.training, torch.is_grad_enabled()))
+            return {"x": torch.tensor(1.0)}
+
+    member = Decorated(HP, 0)
+    assert member.evaluate() == {"x": 1.0} and member.modes == [("evaluate", False, False)]
+
+
 def test_what_a_user_gets_wrong_is_said_in_one_line():
     with pytest.raises(ConfigError, match=r"^trainable.colour: unknown; expected one of optimizer, features$"):
         NoisyRegression(HP, 0, colour="red")
