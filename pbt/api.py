@@ -23,7 +23,7 @@ from search.store import DB_NAME, SUMMARY_NAME, RunStore, load_run
 from search.strategy import Strategy
 from workers.actor import TrainableSpec
 from workers.cluster import PACKAGES, connect, disconnect
-from workers.pool import WorkerPool, check_workers
+from workers.pool import WorkerPool, check_gpus, check_workers
 from workers.trainable import resolve_trainable, settings_for_workers
 
 ProgressCallback = Callable[[Progress], None]
@@ -34,7 +34,8 @@ def run(
     config: RunConfig, *, strategy: str = "pbt", seed: int = 0, out: Path, address: str | None = None,
     workers: int | None = None, on_progress: ProgressCallback | None = None,
 ) -> dict:
-    """Run a search with ``strategy`` into the new directory ``out``; returns the summary."""
+    """Run a search with ``strategy`` into the new directory ``out``; returns the summary. ``workers``
+    overrides the config's ``resources.workers``."""
     search = make_strategy(strategy, config, strategy_rng(seed))
     check_workers(workers)
     spec = _spec(config)
@@ -85,8 +86,16 @@ def resume(
 
 def connect_for(config: RunConfig, address: str | None) -> bool:
     """``workers.cluster.connect`` for searches of ``config``: a cluster also gets the trainable's own
-    module. True if this call started Ray (the caller then calls ``disconnect`` when done)."""
-    return connect(address, extra_modules=_user_modules(resolve_trainable(config.trainable.name)))
+    module, and must have GPUs if the config asks for them (else ``ConfigError``, and no Ray left
+    started). True if this call started Ray (the caller then calls ``disconnect`` when done)."""
+    started = connect(address, extra_modules=_user_modules(resolve_trainable(config.trainable.name)))
+    try:
+        check_gpus(config.resources.gpus_per_worker)
+    except BaseException:
+        if started:
+            disconnect()
+        raise
+    return started
 
 
 def _spec(config: RunConfig) -> TrainableSpec:
@@ -120,7 +129,9 @@ def _drive(
     pool = None
     try:
         with _sole_driver(store.run_dir):
-            pool = WorkerPool(spec, workers)
+            resources = config.resources
+            pool = WorkerPool(spec, resources.workers if workers is None else workers,
+                              cpus=resources.cpus_per_worker, gpus=resources.gpus_per_worker)
             runner = Runner(search, store, pool, budget=config.budget, objective=config.objective,
                             mode=config.mode, seed=seed, on_progress=on_progress)
             return runner.run(resume=resume)

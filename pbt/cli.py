@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -93,7 +95,8 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """Where a search trains, and whether it shows progress: shared by run, compare and resume."""
     parser.add_argument("--address", help="an existing Ray cluster: its head's 'host:port', 'auto' or "
                                            "'ray://host:port' (default: a local Ray on loopback)")
-    parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")
+    parser.add_argument("--workers", type=_positive_int,
+                        help="worker actors (default: the config's resources.workers, else as many as fit)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -291,14 +294,31 @@ def _resume_advice(failed: RunFailed) -> str:
     return f"{command} cannot continue it: no snapshot of it is durable (a resume starts it over)"
 
 
+@contextmanager
+def _importing_from_here() -> Iterator[None]:
+    """While a command runs, a config's ``package.module:Class`` imports from the directory ``pbt``
+    runs in, as under ``python -m pbt`` (the ``pbt`` script alone would not look there; Ray's local
+    workers do). At the end of the path, so a file here never shadows an installed module."""
+    here = os.getcwd()
+    added = "" not in sys.path and here not in sys.path
+    if added:
+        sys.path.append(here)
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(here)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pbt`` command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, even before a usage error
     argv = [a for a in argv if a != "--debug"]
     try:
-        args = build_parser().parse_args(argv)
-        return args.handler(args)
+        with _importing_from_here():
+            args = build_parser().parse_args(argv)
+            return args.handler(args)
     except PBTError as exc:
         if debug:
             traceback.print_exc()

@@ -18,18 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from models.checks import reject_unknown
+from models.checks import real, reject_unknown
 from models.errors import ConfigError
 from pbt.settings import PBTSettings, for_budget
 from search.budget import Budget
 from search.independent import initial_hparams
 from search.space import SearchSpace
 from search.strategy import Mode
+from workers.pool import UNITS, check_workers
 from workers.trainable import resolve_trainable
 
-TOP_LEVEL = ("objective", "mode", "trainable", "space", "budget", "pbt", "grid", "initial")
+TOP_LEVEL = ("objective", "mode", "trainable", "space", "budget", "pbt", "grid", "initial", "resources")
 REQUIRED = ("objective", "mode", "trainable", "space", "budget")
 BUDGET_KEYS = ("population", "steps", "eval_every")
+RESOURCE_KEYS = ("cpus_per_worker", "gpus_per_worker", "workers")
 PROBE_SEED = 0
 
 
@@ -39,6 +41,19 @@ class TrainableConfig:
 
     name: str
     settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """``[resources]``: what each worker actor asks of Ray, and how many workers there are.
+
+    ``cpus_per_worker`` ``None``: 1, or an equal share of the cluster's CPUs when more workers are
+    asked for than it has; ``workers`` ``None``: as many as fit (``--workers`` overrides it).
+    """
+
+    cpus_per_worker: float | None = None
+    gpus_per_worker: float = 0.0
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,7 @@ class RunConfig:
     grid: Mapping[str, tuple]
     initial: tuple[dict, ...]
     raw: dict
+    resources: Resources = Resources()
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -121,9 +137,11 @@ def _parse(raw: Mapping[str, Any]) -> RunConfig:
     pbt = _pbt(_table(raw, "pbt", default={}), budget)
     grid = _grid(_table(raw, "grid", default={}), space)
     initial = _initial(raw.get("initial", []), space, budget)
+    resources = _resources(_table(raw, "resources", default={}))
 
     _probe(trainable, objective, initial[0] if initial else space.sample(np.random.default_rng(PROBE_SEED)))
-    return RunConfig(objective, mode, trainable, space, budget, pbt, grid, initial, copy.deepcopy(dict(raw)))
+    return RunConfig(objective, mode, trainable, space, budget, pbt, grid, initial, copy.deepcopy(dict(raw)),
+                     resources)
 
 
 def _table(raw: Mapping[str, Any], key: str, default: dict | None = None) -> dict[str, Any]:
@@ -150,6 +168,28 @@ def _pbt(table: dict[str, Any], budget: Budget) -> PBTSettings:
 def _grid(table: dict[str, Any], space: SearchSpace) -> dict[str, tuple]:
     """The ``[grid]`` lists checked (their product against the population is checked when a grid is built)."""
     return {name: tuple(values) for name, values in space.grid_values(table).items()}
+
+
+def _resources(table: dict[str, Any]) -> Resources:
+    reject_unknown(table, RESOURCE_KEYS, "resources")
+    cpus = table.get("cpus_per_worker")
+    if cpus is not None:
+        cpus = _resource("resources.cpus_per_worker", cpus, lo_open=True)
+    gpus = _resource("resources.gpus_per_worker", table.get("gpus_per_worker", 0.0), lo_open=False)
+    if gpus > 1 and not gpus.is_integer():
+        raise ConfigError(f"resources.gpus_per_worker: above 1 must be a whole number (Ray shares a GPU "
+                          f"between workers, never splits several), got {gpus:g}")
+    workers = table.get("workers")
+    check_workers(workers, "resources.workers")
+    return Resources(cpus, gpus, workers)
+
+
+def _resource(field: str, value: Any, lo_open: bool) -> float:
+    """A number of CPUs or GPUs: a finite number >= 0 (> 0 with ``lo_open``), in Ray's steps of 0.0001."""
+    number = real(field, value, lo=0.0, lo_open=lo_open)
+    if abs(number * UNITS - round(number * UNITS)) > 1e-6:
+        raise ConfigError(f"{field}: Ray counts resources in steps of {1 / UNITS:g}, got {value!r}")
+    return number
 
 
 def _initial(entries: Any, space: SearchSpace, budget: Budget) -> tuple[dict, ...]:

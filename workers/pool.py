@@ -13,12 +13,31 @@ from models.errors import ConfigError, WorkerStartError
 from workers.actor import TrainableSpec, Worker
 
 START_RETRIES = 3  # per pool slot: more workers that die before they are up fail the pool
-START_TIMEOUT_S = 120.0  # a worker not up by then fails the run (the cluster cannot place it)
+START_TIMEOUT_S = 120.0  # no worker up by then fails the run (the cluster cannot place any)
+START_GRACE_S = 10.0  # once one worker is up, how long the others that fit may take before the search starts
+UNITS = 10_000  # Ray counts resources in steps of 1/UNITS
 
-def check_workers(size: int | None) -> None:
-    """``ConfigError`` unless ``size`` is ``None`` (one worker per CPU) or an integer >= 1."""
+
+def check_workers(size: int | None, field: str = "workers") -> None:
+    """``ConfigError`` unless ``size`` is ``None`` (as many as fit) or an integer >= 1."""
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ConfigError(f"workers: must be an integer >= 1, got {size!r}")
+        raise ConfigError(f"{field}: must be an integer >= 1, got {size!r}")
+
+
+def check_gpus(gpus: float) -> None:
+    """``ConfigError`` if ``gpus`` per worker are asked of a Ray cluster that has no GPU: one line
+    before anything starts, rather than workers that never come up."""
+    if gpus > 0 and not ray.cluster_resources().get("GPU", 0):
+        raise ConfigError(f"resources.gpus_per_worker: {gpus:g} GPU per worker asked, but the Ray cluster has "
+                          "no GPU (set it to 0, or join a cluster with GPUs: --address)")
+
+
+def _fit(total_cpus: float, total_gpus: float, cpus: float, gpus: float) -> int:
+    """How many workers of ``cpus`` and ``gpus`` each the totals hold, in Ray's resource units."""
+    counts = [round(total_cpus * UNITS) // round(cpus * UNITS)] if cpus else []
+    if gpus:
+        counts.append(round(total_gpus * UNITS) // round(gpus * UNITS))
+    return min(counts, default=1 << 30)
 
 
 @dataclass
@@ -32,22 +51,29 @@ class PoolWorker:
 
 
 class WorkerPool:
-    """``size`` worker actors (default: the CPUs the cluster reports), ``cpus`` CPUs each.
+    """``size`` worker actors asking Ray for ``cpus`` CPUs and ``gpus`` GPUs each.
 
-    With more workers than CPUs each actor asks for a fraction of a CPU. A worker that died is
-    replaced by a new actor with a new id (``replace``); ``shutdown`` kills them all.
-    ``start_timeout``: the seconds a worker may take to come up (default ``START_TIMEOUT_S``).
+    ``size`` default: as many as fit the cluster's resources. ``cpus`` default: 1, or an equal share
+    of the cluster's CPUs when ``size`` is more than there are CPUs. Workers beyond what fits wait
+    for resources and join the search when they are up (``poll``). A worker that died is replaced
+    by a new actor with a new id (``replace``); ``shutdown`` kills them all. ``start_timeout``: the
+    seconds the first worker may take to come up (default ``START_TIMEOUT_S``).
     """
 
-    def __init__(self, spec: TrainableSpec, size: int | None = None, start_timeout: float | None = None) -> None:
-        total = float(ray.cluster_resources().get("CPU", 1.0))
+    def __init__(self, spec: TrainableSpec, size: int | None = None, start_timeout: float | None = None, *,
+                 cpus: float | None = None, gpus: float = 0.0) -> None:
         check_workers(size)
+        resources = ray.cluster_resources()
+        total_cpus, total_gpus = float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0))
         if size is None:
-            size = max(1, int(total))
+            size = max(1, _fit(total_cpus, total_gpus, 1.0 if cpus is None else cpus, gpus))
+        if cpus is None:  # more workers than CPUs share them
+            cpus = min(1.0, math.floor(total_cpus / size * 100) / 100) if total_cpus > 0 else 0.0
         self.spec = spec
         self.size = size
+        self.cpus, self.gpus = cpus, gpus
+        self.fit = max(1, min(size, _fit(total_cpus, total_gpus, cpus, gpus)))  # the workers warm_up waits for
         self.start_timeout = START_TIMEOUT_S if start_timeout is None else start_timeout
-        self.cpus = min(1.0, math.floor(total / size * 100) / 100) if total > 0 else 0.0
         self._count = 0
         self._start_failures = 0
         self.workers: dict[str, PoolWorker] = {}
@@ -57,19 +83,23 @@ class WorkerPool:
     def _spawn(self) -> PoolWorker:
         worker_id = f"w{self._count}"
         self._count += 1
-        handle = Worker.options(num_cpus=self.cpus).remote(worker_id, self.spec)
+        handle = Worker.options(num_cpus=self.cpus, num_gpus=self.gpus).remote(worker_id, self.spec)
         worker = PoolWorker(worker_id, handle, handle.where.remote())
         self.workers[worker_id] = worker
         return worker
 
     def warm_up(self, hparams: Mapping[str, Any], seed: int) -> None:
-        """Block until every worker is up and has built one trainable (so start-up is not search time);
-        ``WorkerStartError`` if some are not within ``start_timeout`` seconds."""
+        """Block until the workers that fit the cluster are up and have each built one trainable (so
+        start-up is not search time), or, once one is, at most ``START_GRACE_S`` more for the others;
+        ``WorkerStartError`` if none is up within ``start_timeout`` seconds."""
         refs = [w.handle.warm_up.remote(hparams, seed) for w in self.workers.values()]
-        done, _ = ray.wait(refs, num_returns=len(refs), timeout=self.start_timeout)
-        if len(done) < len(refs):
-            raise WorkerStartError(f"{len(refs) - len(done)} of {len(refs)} workers not up after "
-                                   f"{self.start_timeout:g} s: the cluster cannot place them ({self.cpus:g} CPU each)")
+        done, pending = ray.wait(refs, num_returns=1, timeout=self.start_timeout)
+        if not done:
+            each = f"{self.cpus:g} CPU" + (f" and {self.gpus:g} GPU" if self.gpus else "")
+            raise WorkerStartError(f"{len(refs)} of {len(refs)} workers not up after {self.start_timeout:g} s: "
+                                   f"the cluster cannot place them ({each} each)")
+        if self.fit > 1:
+            ray.wait(pending, num_returns=self.fit - 1, timeout=min(START_GRACE_S, self.start_timeout))
         self.poll()
 
     def poll(self) -> list[PoolWorker]:

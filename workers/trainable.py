@@ -13,6 +13,7 @@ import numpy as np
 
 from models.errors import ConfigError
 from workers.cluster import PACKAGES
+from workers.torch import INSTALL_HINT
 
 State = dict[str, np.ndarray]
 
@@ -105,8 +106,13 @@ def resolve_trainable(name: str) -> type:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         top = module_name.partition(".")[0]
-        clash = f"; if {top!r} is your package, rename it ({TAKEN_NAMES})" if top in PACKAGES else ""
-        raise ConfigError(f"trainable.name: cannot import module {module_name!r} ({exc}){clash}") from None
+        if (exc.name or "").partition(".")[0] == "torch":
+            hint = f"; {INSTALL_HINT}"
+        elif top in PACKAGES:
+            hint = f"; if {top!r} is your package, rename it ({TAKEN_NAMES})"
+        else:
+            hint = ""
+        raise ConfigError(f"trainable.name: cannot import module {module_name!r} ({exc}){hint}") from None
     cls = getattr(module, class_name, None)
     if not inspect.isclass(cls):
         raise ConfigError(f"trainable.name: module {module_name!r} has no class {class_name!r}")

@@ -1,6 +1,9 @@
-"""One contract test over every built-in Trainable (DESIGN §3)."""
+"""One contract test over every built-in Trainable (DESIGN §3), and the PyTorch example through the adapter."""
 
+import importlib
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +16,22 @@ CASES = {
             {"hidden": [16], "batch_size": 32}),
     "toy": (ToyQuadratic, {"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0}, {}),
     "nqm": (NoisyQuadratic, {"lr": 0.5, "momentum": 0.5}, {"lr": 0.05, "momentum": 0.0}, {"dim": 20}),
+    "torch_cnn": ("examples.torch_cnn:DigitsCNN", {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
+                  {"lr": 0.01, "momentum": 0.5, "weight_decay": 0.0}, {"channels": 4, "hidden": 16, "batch_size": 32}),
 }
+ROOT = Path(__file__).resolve().parents[2]  # examples.* imports from the repository's root, as pbt run does there
 
 
 @pytest.fixture(params=list(CASES))
-def case(request):
-    return CASES[request.param]
+def case(request, monkeypatch):
+    cls, *rest = CASES[request.param]
+    if isinstance(cls, str):
+        pytest.importorskip("torch")
+        if str(ROOT) not in sys.path:
+            monkeypatch.syspath_prepend(str(ROOT))
+        module, _, name = cls.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+    return (cls, *rest)
 
 
 def _run(cls, hp, new_hp, settings, seed, state=None, steps=(20, 20)):

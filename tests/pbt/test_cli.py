@@ -8,6 +8,7 @@ themselves are tested with the engine.
 
 import io
 import math
+import os
 import re
 import runpy
 import subprocess
@@ -224,6 +225,18 @@ def test_installed_console_script(tmp_path):
     assert failed.stderr == "pbt: error: c.toml: budget.steps: must be a multiple of budget.eval_every (5), got 21\n"
     assert failed.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_the_console_script_imports_a_configs_module_from_the_folder_it_runs_in(tmp_path):
+    """As under ``python -m pbt``, with no PYTHONPATH: the driver and the workers of its embedded Ray."""
+    script = Path(sys.executable).with_name("pbt")
+    (tmp_path / "my_models.py").write_text("from models import ToyQuadratic\n\n\nclass MyToy(ToyQuadratic):\n    pass\n")
+    (tmp_path / "c.toml").write_text(TOY.replace('name = "toy"', 'name = "my_models:MyToy"'))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    done = subprocess.run([script, "run", "c.toml", "--out", "run", "--workers", "1", "--quiet"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert load_run(tmp_path / "run").summary["budget_steps"] == 2 * 20
 
 
 SLOW_TOY = """\

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from models.errors import ConfigError
-from pbt.config import RunConfig, TrainableConfig, load_config, parse_config
+from pbt.config import Resources, RunConfig, TrainableConfig, load_config, parse_config
 from pbt.settings import PBTSettings
 from search.budget import Budget
 from search.space import SearchSpace
@@ -121,6 +121,23 @@ def test_parse_builds_typed_frozen_values():
         config.mode = "min"
 
 
+def test_resources_are_optional_and_take_fractions():
+    assert parse_config(TOY, "c.toml").resources == Resources(cpus_per_worker=None, gpus_per_worker=0.0, workers=None)
+    raw = with_(resources={"cpus_per_worker": 0.5, "gpus_per_worker": 0.25, "workers": 3})
+    assert parse_config(raw, "c.toml").resources == Resources(0.5, 0.25, 3)
+    assert parse_config(with_(resources={"gpus_per_worker": 2, "cpus_per_worker": 0.0003}), "c").resources == \
+        Resources(0.0003, 2.0, None)
+
+
+def test_the_torch_example_parses_from_the_repository_root(monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.chdir(EXAMPLES.parent)
+    monkeypatch.syspath_prepend(str(EXAMPLES.parent))
+    torch_digits, digits = load_config(EXAMPLES / "torch_digits.toml"), load_config(EXAMPLES / "digits.toml")
+    assert torch_digits.trainable.name == "examples.torch_cnn:DigitsCNN"
+    assert (torch_digits.space, torch_digits.budget, torch_digits.pbt) == (digits.space, digits.budget, digits.pbt)
+
+
 def test_pbt_table_is_optional_its_defaults_fit_any_budget_and_an_interval_is_checked():
     assert parse_config(TOY, "c.toml").pbt == PBTSettings()
     assert parse_config(with_(budget={"population": 2, "steps": 60, "eval_every": 30}), "c.toml")
@@ -222,6 +239,16 @@ def test_load_config_reads_a_file(tmp_path):
         ({"initial": [{"h0": 1.0, "h1": 0.0}] * 3}, "initial: 3 entries but budget.population is 2"),
         ({"initial": {"h0": 1.0}}, "initial: must be an array of tables [[initial]]"),
         ({"objective": "accuracy"}, "objective: 'accuracy' is not a key of toy.evaluate() (it returns Q"),
+        ({"resources": 2}, "resources: must be a table [resources], got 2"),
+        ({"resources__cpus": 2}, "resources.cpus: unknown; expected one of cpus_per_worker, gpus_per_worker, workers"),
+        ({"resources__cpus_per_worker": 0}, "resources.cpus_per_worker: must be a finite number > 0, got 0"),
+        ({"resources__cpus_per_worker": "1"}, "resources.cpus_per_worker: must be a finite number > 0, got '1'"),
+        ({"resources__cpus_per_worker": 0.00005},
+         "resources.cpus_per_worker: Ray counts resources in steps of 0.0001, got 5e-05"),
+        ({"resources__gpus_per_worker": -1}, "resources.gpus_per_worker: must be a finite number >= 0, got -1"),
+        ({"resources__gpus_per_worker": 1.5}, "resources.gpus_per_worker: above 1 must be a whole number"),
+        ({"resources__workers": 0}, "resources.workers: must be an integer >= 1, got 0"),
+        ({"resources__workers": 2.0}, "resources.workers: must be an integer >= 1, got 2.0"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_field(changes, message):

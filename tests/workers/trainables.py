@@ -75,6 +75,18 @@ class HeldOutToy(ToyQuadratic):
         return {"test_steps": float(self.step)}
 
 
+class PlacedToy(ToyQuadratic):
+    """The toy that also reports the GPUs Ray gave its worker: how many ids, and its share of them
+    (none outside a worker, as in the config's probe on the driver)."""
+
+    def evaluate(self) -> dict[str, float]:
+        import ray
+
+        context = ray.get_runtime_context()
+        share = 0.0 if context.get_actor_id() is None else context.get_assigned_resources().get("GPU", 0.0)
+        return {**super().evaluate(), "gpu_ids": float(len(ray.get_gpu_ids())), "gpu_share": share}
+
+
 def toy_raw(*, population: int = 4, steps: int = 40, eval_every: int = 4, trainable: Mapping[str, Any] | None = None,
             initial: list | None = None, pbt: Mapping[str, Any] | None = None) -> dict:
     """A raw config (as read from TOML) for the toy or a ``trainables:SlowToy`` variant."""
