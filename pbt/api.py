@@ -1,4 +1,4 @@
-"""The Python API: ``run`` a search into a run directory, ``resume`` one whose driver died.
+"""The Python API: ``run`` a search into a run directory, ``resume`` one whose driver died or stopped.
 
 One RNG tree from the seed: ``np.random.SeedSequence(seed)`` branches into the strategy's
 generator and each member's trainable seed (``search.runner.strategy_rng`` / ``member_seed``), so
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,9 +33,10 @@ LOCK_NAME = "driver.lock"
 
 def run(
     config: RunConfig, *, strategy: str = "pbt", seed: int = 0, out: Path, address: str | None = None,
-    workers: int | None = None, on_progress: ProgressCallback | None = None,
+    workers: int | None = None, on_progress: ProgressCallback | None = None, stop: threading.Event | None = None,
 ) -> dict:
-    """Run a search with ``strategy`` into the new directory ``out``; returns the summary."""
+    """Run a search with ``strategy`` into the new directory ``out``; returns the summary. Setting
+    ``stop`` (from any thread) stops it resumably: ``RunStopped``."""
     search = make_strategy(strategy, config, strategy_rng(seed))
     check_workers(workers)
     spec = _spec(config)
@@ -45,7 +47,7 @@ def run(
             steps_per_member=config.budget.steps, eval_every=config.budget.eval_every,
             objective=config.objective, mode=config.mode,
         )
-        return _drive(search, store, spec, config, seed, workers, on_progress, resume=False)
+        return _drive(search, store, spec, config, seed, workers, on_progress, stop, resume=False)
     finally:
         if started:
             disconnect()
@@ -53,9 +55,9 @@ def run(
 
 def resume(
     run_dir: Path, *, address: str | None = None, workers: int | None = None,
-    on_progress: ProgressCallback | None = None,
+    on_progress: ProgressCallback | None = None, stop: threading.Event | None = None,
 ) -> dict:
-    """Continue the run in ``run_dir`` from its last durable snapshot; returns the summary.
+    """Continue the run in ``run_dir`` from its last durable snapshot; returns the summary (``stop``: as for ``run``).
 
     A run that already finished is not run again: its summary is returned.
     """
@@ -77,7 +79,7 @@ def resume(
         store.close()  # _drive closes it once it runs
         raise
     try:
-        return _drive(search, store, spec, config, info["seed"], workers, on_progress, resume=True)
+        return _drive(search, store, spec, config, info["seed"], workers, on_progress, stop, resume=True)
     finally:
         if started:
             disconnect()
@@ -86,7 +88,7 @@ def resume(
 def connect_for(config: RunConfig, address: str | None) -> bool:
     """``workers.cluster.connect`` for searches of ``config``: a cluster also gets the trainable's own
     module. True if this call started Ray (the caller then calls ``disconnect`` when done)."""
-    return connect(address, extra_modules=_user_modules(resolve_trainable(config.trainable.name)))
+    return connect(address, extra_modules=user_modules(config))
 
 
 def _spec(config: RunConfig) -> TrainableSpec:
@@ -94,9 +96,10 @@ def _spec(config: RunConfig) -> TrainableSpec:
     return TrainableSpec(cls, settings_for_workers(cls, config.trainable.settings))
 
 
-def _user_modules(cls: type) -> tuple[ModuleType, ...]:
-    """A custom trainable's top-level package, shipped to a cluster with the project's packages."""
-    top = cls.__module__.partition(".")[0]
+def user_modules(config: RunConfig) -> tuple[ModuleType, ...]:
+    """The custom trainable's top-level package (or module), shipped to a cluster with the project's
+    packages; none for a built-in."""
+    top = resolve_trainable(config.trainable.name).__module__.partition(".")[0]
     module = sys.modules.get(top)
     return () if top in PACKAGES or module is None or not getattr(module, "__file__", None) else (module,)
 
@@ -115,14 +118,14 @@ def _sole_driver(run_dir: Path) -> Iterator[None]:
 
 def _drive(
     search: Strategy, store: RunStore, spec: TrainableSpec, config: RunConfig, seed: int,
-    workers: int | None, on_progress: ProgressCallback | None, *, resume: bool,
+    workers: int | None, on_progress: ProgressCallback | None, stop: threading.Event | None, *, resume: bool,
 ) -> dict:
     pool = None
     try:
         with _sole_driver(store.run_dir):
             pool = WorkerPool(spec, workers)
             runner = Runner(search, store, pool, budget=config.budget, objective=config.objective,
-                            mode=config.mode, seed=seed, on_progress=on_progress)
+                            mode=config.mode, seed=seed, on_progress=on_progress, stop=stop)
             return runner.run(resume=resume)
     finally:
         if pool is not None:
