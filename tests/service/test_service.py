@@ -1,0 +1,282 @@
+"""Service mode against a real head (issue 14): ``ray start --head`` as a user starts it, with Ray's
+token, its dashboard and job server where Ray puts them by default (loopback), and every ``pbt``
+command run as a user runs it, in a subprocess.
+
+One head per module (2 CPUs, in a session of its own under a temporary HOME; killed, with the
+jobs' drivers, even when a test fails). The client's HOME is another folder, with the token in
+``RAY_AUTH_TOKEN``: a storage folder named from ``~`` is the head's, not readable by the client,
+so what the client shows of it comes from the job's logs. The job server's own REST API (not
+``pbt``) tells the tests when a job has ended.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+from ray_processes import clean_env, free_port, start_ray, stop_session
+
+from pbt.api import run
+from pbt.config import load_config
+from search.store import load_run
+from workers.cluster import LOOPBACK_ENV
+
+BIN = Path(sys.executable).parent
+TRAINABLES_DIR = Path(__file__).resolve().parents[1] / "workers"
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+TIMES = ("wall_seconds", "train_seconds")
+SLOW_TOY = """\
+objective = "Q"
+mode = "max"
+
+[trainable]
+name = "trainables:SlowToy"
+delay = {delay}
+lr = 0.01
+
+[space]
+h0 = {{ uniform = [0.0, 1.0] }}
+h1 = {{ uniform = [0.0, 1.0] }}
+
+[budget]
+population = 4
+steps = {steps}
+eval_every = 4
+
+[pbt]
+interval = 8
+burn_in = 0
+synchronous = true
+"""
+
+
+@dataclass
+class Head:
+    address: str  # the job server: http://127.0.0.1:PORT
+    home: Path  # the head's HOME (holds .ray/auth_token; ~/pbt-runs is the default storage)
+    token: str
+    process: subprocess.Popen
+    client_env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    root = Path(tempfile.mkdtemp(prefix="pbts"))  # short: Ray's socket paths live under it
+    home, client_home = tmp_path_factory.mktemp("head-home"), tmp_path_factory.mktemp("client-home")
+    token = secrets.token_hex(32)
+    (home / ".ray").mkdir()
+    (home / ".ray" / "auth_token").write_text(token)
+    (home / ".ray" / "auth_token").chmod(0o600)
+    dashboard = free_port()
+    process = None
+    try:
+        process = start_ray(
+            [str(BIN / "ray"), "start", "--head", "--port", str(free_port()), "--num-cpus", "2",
+             "--dashboard-port", str(dashboard), "--dashboard-agent-listen-port", str(free_port()),
+             "--disable-usage-stats", "--temp-dir", str(root / "ray"), "--block"],
+            clean_env(home, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **{LOOPBACK_ENV: "0"}), root,
+            root / "head.log")
+        head = Head(f"http://127.0.0.1:{dashboard}", home, token, process,
+                    clean_env(client_home, RAY_AUTH_TOKEN=token, PYTHONPATH=str(TRAINABLES_DIR)))
+        deadline = time.monotonic() + 60
+        while _answers(head) is None:
+            assert time.monotonic() < deadline, f"the job server never answered:\n{(root / 'head.log').read_text()}"
+            time.sleep(0.5)
+        yield head
+    finally:
+        if process is not None:
+            stop_session(process, working_under=root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _rest(head: Head, path: str) -> object:
+    """GET the job server's REST API with the token, as any HTTP client would."""
+    request = urllib.request.Request(head.address + path, headers={"Authorization": f"Bearer {head.token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _answers(head: Head) -> object | None:
+    try:
+        return _rest(head, "/api/jobs/")
+    except OSError:
+        return None
+
+
+def _wait_until_ended(head: Head, job: str, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    while (status := _rest(head, f"/api/jobs/{job}")["status"]) not in TERMINAL:
+        assert time.monotonic() < deadline, f"job {job} still {status} after {timeout} s"
+        time.sleep(0.5)
+    return status
+
+
+def _pbt(head: Head, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "pbt"), *args, "--address", head.address], cwd=cwd, env=head.client_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _submit(head: Head, config: Path, *args: str) -> str:
+    done = _pbt(head, "submit", str(config), "--strategy", "pbt", "--seed", "3", *args, cwd=config.parent)
+    assert done.returncode == 0, done.stderr
+    job, run_dir = done.stdout.splitlines()
+    assert re.fullmatch(r"job: pbt-[0-9a-f]{8}", job) and run_dir.startswith("run directory: ")
+    return job.removeprefix("job: ")
+
+
+def _config(tmp_path: Path, steps: int, delay: float = 0.02) -> Path:
+    path = tmp_path / "slow.toml"
+    path.write_text(SLOW_TOY.format(steps=steps, delay=delay))
+    return path
+
+
+def _timeless(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in TIMES}
+
+
+def _row(jobs_output: str, job: str) -> str:
+    return next(line for line in jobs_output.splitlines() if line.startswith(job))
+
+
+def test_the_head_listens_on_loopback_only(head):
+    """Ray's defaults put the dashboard, its job server and agent, and the metrics on loopback; the
+    GCS and raylet too here (the head was started with Ray's cluster mode off, as tests must)."""
+    root = psutil.Process(head.process.pid)
+    sockets = {}
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            hosts = [c.laddr for c in process.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:
+            continue
+        if hosts:
+            sockets[f"{process.name()}[{process.pid}]"] = hosts
+    ports = {address.port for hosts in sockets.values() for address in hosts}
+    assert int(head.address.rsplit(":", 1)[1]) in ports, sockets  # the check saw the job server
+    exposed = {name: hosts for name, hosts in sockets.items()
+               if not all(ipaddress.ip_address(a.ip.removeprefix("::ffff:")).is_loopback for a in hosts)}
+    assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_a_bad_submission_is_refused_in_one_line_and_nothing_is_submitted(head, tmp_path):
+    storage = tmp_path / "storage"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(_config(tmp_path, steps=8).read_text().replace("population = 4", "population = 0"))
+    before = _rest(head, "/api/jobs/")
+    cases = {
+        (str(bad),): f"pbt: error: {bad}: budget.population: must be an integer >= 1, got 0",
+        (str(tmp_path / "slow.toml"), "--name", "../out"):
+            "pbt: error: --name: a run name is one folder name (letters, digits, '.', '_', '-', not starting "
+            "with '.' or '-'), got '../out'",
+        (str(tmp_path / "slow.toml"), "--name", "/etc"):
+            "pbt: error: --name: a run name is one folder name (letters, digits, '.', '_', '-', not starting "
+            "with '.' or '-'), got '/etc'",
+        (str(tmp_path / "slow.toml"), "--storage", "runs"):
+            "pbt: error: --storage: must be an absolute path on the head (or start with ~), got 'runs'",
+    }
+    for args, line in cases.items():
+        storage_args = () if "--storage" in args else ("--storage", str(storage))
+        done = _pbt(head, "submit", *args, *storage_args, cwd=tmp_path)
+        assert (done.returncode, done.stderr.splitlines(), done.stdout) == (2, [line], ""), args
+    assert _rest(head, "/api/jobs/") == before and not storage.exists()
+
+
+def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_path):
+    """a and b (one worker each) share the head's 2 CPUs; c asks for 2 workers and waits, saying so,
+    until both are done. ``jobs``, ``status`` and ``logs`` show it all, from the store where the
+    client can read it (b, c) and from the logs where it cannot (a, in the head's ~/pbt-runs)."""
+    config, storage = _config(tmp_path, steps=120), tmp_path / "storage"
+    a = _submit(head, config, "--name", "a", "--workers", "1")  # default storage: ~/pbt-runs on the head
+    b = _submit(head, config, "--name", "b", "--workers", "1", "--storage", str(storage))
+    c = _submit(head, config, "--name", "c", "--workers", "2", "--storage", str(storage))
+    follow = subprocess.Popen([str(BIN / "pbt"), "logs", c, "--follow", "--address", head.address], cwd=tmp_path,
+                              env=head.client_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = {a: False, b: False, c: False}
+        deadline = time.monotonic() + 120
+        while not all(seen.values()) and time.monotonic() < deadline:
+            jobs = _pbt(head, "jobs", cwd=tmp_path)
+            assert jobs.returncode == 0, jobs.stderr
+            for job in (a, b):
+                seen[job] |= re.search(r"\brunning +pbt +([1-9][\d,]*)/480 \(", _row(jobs.stdout, job)) is not None
+            seen[c] |= " waiting for room " in _row(jobs.stdout, c)
+        assert all(seen.values()), f"not seen mid-run or waiting: {seen}\n{jobs.stdout}"
+        assert [_wait_until_ended(head, job) for job in (a, b, c)] == ["SUCCEEDED"] * 3
+        followed, _ = follow.communicate(timeout=60)  # --follow ends with the job
+    finally:
+        follow.kill()
+    assert "waiting for room: this search's 2 workers need 2 CPUs; " in followed
+    assert "room found after " in followed and "steps 480/480 (100%)" in followed and "best: member" in followed
+
+    runs = {job: load_run(path) for job, path in
+            [(a, head.home / "pbt-runs" / "a"), (b, storage / "b"), (c, storage / "c")]}
+    for data in runs.values():
+        assert data.summary["budget_steps"] == 4 * 120 and len(data.results) == 4 * 120 // 4
+    started, finished = ({job: data.info[key] for job, data in runs.items()} for key in ("started_at", "finished_at"))
+    assert started[a] < finished[b] and started[b] < finished[a]  # a and b trained at once
+    assert started[c] > max(finished[a], finished[b])  # c waited for both
+
+    status_a, status_b = (_pbt(head, "status", job, cwd=tmp_path) for job in (a, b))
+    assert status_a.returncode == status_b.returncode == 0
+    assert "status: succeeded\nrun: ~/pbt-runs/a (on the head)\nsearch: pbt, seed 3, slow.toml\n" in status_a.stdout
+    assert "progress: members 4/4 done | steps 480/480 (100%) | best Q " in status_a.stdout  # from a's logs
+    assert f"run: {storage / 'b'} (on the head) (its store: finished)\n" in status_b.stdout
+    best_b = runs[b].summary["best"]
+    assert f"best Q {best_b['objective']:.4g} (member {best_b['member']})" in status_b.stdout  # from b's store
+    logs = _pbt(head, "logs", a, cwd=tmp_path).stdout
+    assert re.search(r"^members \d/4 done \| steps [\d,]+/480 \(\d+%\) \| best Q ", logs, re.MULTILINE)
+    assert "steps 480/480 (100%)" in logs and "best: member" in logs
+
+    dashboard = subprocess.Popen([str(BIN / "pbt"), "dashboard", "--storage", str(storage), "--port", "0"],
+                                 cwd=tmp_path, env=head.client_env, stdout=subprocess.PIPE, text=True)
+    try:
+        url = dashboard.stdout.readline().strip()
+        page = urllib.request.urlopen(url, timeout=30).read().decode()
+    finally:
+        dashboard.kill()
+        dashboard.wait()
+    assert ">storage/b</a>" in page and ">storage/c</a>" in page
+
+
+@pytest.mark.parametrize("grace", [30, 0], ids=["graceful", "killed after the grace period"])
+def test_a_stopped_search_resumes_as_a_job_to_the_summary_of_an_uninterrupted_one(head, tmp_path, grace,
+                                                                                  ray_session):
+    config, storage = _config(tmp_path, steps=160), tmp_path / "storage"
+    job = _submit(head, config, "--name", "s", "--workers", "2", "--storage", str(storage),
+                  "--stop-grace", str(grace))
+    deadline = time.monotonic() + 120
+    while not ((storage / "s" / "run.db").is_file() and len(load_run(storage / "s").results) >= 20):
+        assert time.monotonic() < deadline, "the search never got going"
+        time.sleep(0.2)
+    stopped = _pbt(head, "stop", job, cwd=tmp_path)
+    assert stopped.returncode == 0, stopped.stderr
+    store_status = "stopped" if grace else "running"  # killed at once: its store as the driver left it
+    assert stopped.stdout == (f"job {job}: stopped; run {storage / 's'} (its store: {store_status}); "
+                              f"`pbt resume {job}` continues it\n")
+    assert _rest(head, f"/api/jobs/{job}")["status"] == "STOPPED"
+    left = load_run(storage / "s")
+    assert left.info["status"] == store_status and len(left.results) < 4 * 160 // 4
+
+    resumed = _pbt(head, "resume", job, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    again = re.fullmatch(r"job: (pbt-[0-9a-f]{8})\nrun directory: (.*) \(on the head\)\n", resumed.stdout)
+    assert again and again[1] != job and again[2] == str(storage / "s")
+    assert _wait_until_ended(head, again[1]) == "SUCCEEDED"
+    data = load_run(storage / "s")
+    assert data.info["status"] == "finished" and len(data.results) == 4 * 160 // 4
+    assert json.loads((storage / "s" / "service.json").read_text()) == {"jobs": [job, again[1]]}
+
+    whole = run(load_config(config), strategy="pbt", seed=3, out=tmp_path / "whole", workers=2)
+    assert _timeless(data.summary) == _timeless(whole)
