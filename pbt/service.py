@@ -36,7 +36,7 @@ from pbt.api import user_modules
 from pbt.config import RunConfig
 from pbt.terminal import format_progress, parse_progress
 from search.progress import Progress
-from search.store import DB_NAME, RunData, best_member, load_run
+from search.store import RunData, best_member, load_run
 from workers.cluster import TOKEN_HINT, first_line, runtime_env, use_token_if_any
 from workers.trainable import OWN_ROOT
 
@@ -256,10 +256,9 @@ def describe(client: JobSubmissionClient, details: JobDetails) -> JobView:
     meta = _pbt_metadata(details)
     job = details.submission_id
     status = details.status.value.lower()
-    run_dir = _local_run(meta, job)
+    run = _local_run(meta, job)
     run_status = None
-    if run_dir is not None:
-        run = load_run(run_dir)
+    if run is not None:
         progress, run_status = store_progress(run), run.info["status"]
         meta = {"strategy": run.info["strategy"], "seed": str(run.info["seed"]),
                 "objective": run.info["objective"], **meta}
@@ -281,14 +280,14 @@ def _pbt_metadata(details: JobDetails) -> dict[str, str]:
     return {key[len(META):]: value for key, value in (details.metadata or {}).items() if key.startswith(META)}
 
 
-def _local_run(meta: Mapping[str, str], job: str) -> Path | None:
-    """The job's run directory, if it is readable here and ``job`` is the latest job that drove it."""
+def _local_run(meta: Mapping[str, str], job: str) -> RunData | None:
+    """The job's run, if its store is readable here and ``job`` is the latest job that drove it."""
     try:
         run_dir = run_dir_in(meta["storage"], meta["run"])
         jobs = json.loads((run_dir / SERVICE_FILE).read_text())["jobs"]
-    except (ConfigError, KeyError, OSError, TypeError, ValueError):
+        return load_run(run_dir) if jobs and jobs[-1] == job else None
+    except (ConfigError, KeyError, OSError, StoreError, TypeError, ValueError):  # StoreError: being created
         return None
-    return run_dir if jobs and jobs[-1] == job and (run_dir / DB_NAME).is_file() else None
 
 
 def store_progress(run: RunData) -> Progress:

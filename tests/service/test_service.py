@@ -29,6 +29,7 @@ import psutil
 import pytest
 from ray_processes import clean_env, free_port, start_ray, stop_session
 
+from models.errors import StoreError
 from pbt.api import run
 from pbt.config import load_config
 from search.store import load_run
@@ -125,8 +126,21 @@ def _wait_until_ended(head: Head, job: str, timeout: float = 180) -> str:
 
 
 def _pbt(head: Head, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "pbt"), *args, "--address", head.address], cwd=cwd, env=head.client_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return _pbt_at_once(head, [args], cwd=cwd, timeout=timeout)[0]
+
+
+def _pbt_at_once(head: Head, commands: list[tuple[str, ...]], cwd: Path,
+                 timeout: float = 120) -> list[subprocess.CompletedProcess]:
+    """``pbt ARGS --address HEAD`` for each of ``commands``, all at once (each pays the start of Python)."""
+    processes = [subprocess.Popen([str(BIN / "pbt"), *args, "--address", head.address], cwd=cwd,
+                                  env=head.client_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for args in commands]
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in processes]
+        return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(processes, outputs)]
+    finally:
+        for process in processes:
+            process.kill()
 
 
 def _submit(head: Head, config: Path, *args: str) -> str:
@@ -145,6 +159,14 @@ def _config(tmp_path: Path, steps: int, delay: float = 0.02) -> Path:
 
 def _timeless(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in TIMES}
+
+
+def _results(run_dir: Path) -> int:
+    """The result rows of a run's store; 0 before its store is written."""
+    try:
+        return len(load_run(run_dir).results)
+    except StoreError:
+        return 0
 
 
 def _row(jobs_output: str, job: str) -> str:
@@ -228,16 +250,15 @@ def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_p
     assert started[a] < finished[b] and started[b] < finished[a]  # a and b trained at once
     assert started[c] > max(finished[a], finished[b])  # c waited for both
 
-    status_a, status_b = (_pbt(head, "status", job, cwd=tmp_path) for job in (a, b))
-    assert status_a.returncode == status_b.returncode == 0
+    status_a, status_b, logs = _pbt_at_once(head, [("status", a), ("status", b), ("logs", a)], cwd=tmp_path)
+    assert status_a.returncode == status_b.returncode == logs.returncode == 0
     assert "status: succeeded\nrun: ~/pbt-runs/a (on the head)\nsearch: pbt, seed 3, slow.toml\n" in status_a.stdout
     assert "progress: members 4/4 done | steps 480/480 (100%) | best Q " in status_a.stdout  # from a's logs
     assert f"run: {storage / 'b'} (on the head) (its store: finished)\n" in status_b.stdout
     best_b = runs[b].summary["best"]
     assert f"best Q {best_b['objective']:.4g} (member {best_b['member']})" in status_b.stdout  # from b's store
-    logs = _pbt(head, "logs", a, cwd=tmp_path).stdout
-    assert re.search(r"^members \d/4 done \| steps [\d,]+/480 \(\d+%\) \| best Q ", logs, re.MULTILINE)
-    assert "steps 480/480 (100%)" in logs and "best: member" in logs
+    assert re.search(r"^members \d/4 done \| steps [\d,]+/480 \(\d+%\) \| best Q ", logs.stdout, re.MULTILINE)
+    assert "steps 480/480 (100%)" in logs.stdout and "best: member" in logs.stdout
 
     dashboard = subprocess.Popen([str(BIN / "pbt"), "dashboard", "--storage", str(storage), "--port", "0"],
                                  cwd=tmp_path, env=head.client_env, stdout=subprocess.PIPE, text=True)
@@ -250,33 +271,40 @@ def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_p
     assert ">storage/b</a>" in page and ">storage/c</a>" in page
 
 
-@pytest.mark.parametrize("grace", [30, 0], ids=["graceful", "killed after the grace period"])
-def test_a_stopped_search_resumes_as_a_job_to_the_summary_of_an_uninterrupted_one(head, tmp_path, grace,
-                                                                                  ray_session):
-    config, storage = _config(tmp_path, steps=160), tmp_path / "storage"
-    job = _submit(head, config, "--name", "s", "--workers", "2", "--storage", str(storage),
-                  "--stop-grace", str(grace))
+def test_stopped_searches_resume_as_jobs_to_the_summary_of_an_uninterrupted_one(head, tmp_path, ray_session):
+    """Stopped gracefully (grace 30 s: the store says stopped), or killed at once (grace 0: Ray's
+    SIGKILL escalation, the store as the driver left it): both resume, as jobs, to the summary an
+    uninterrupted run of the same seed ends with (synchronous PBT)."""
+    config, storage = _config(tmp_path, steps=120), tmp_path / "storage"
+    graces = {"graceful": 30, "killed": 0}
+    jobs = {name: _submit(head, config, "--name", name, "--workers", "1", "--storage", str(storage),
+                          "--stop-grace", str(grace)) for name, grace in graces.items()}
     deadline = time.monotonic() + 120
-    while not ((storage / "s" / "run.db").is_file() and len(load_run(storage / "s").results) >= 20):
-        assert time.monotonic() < deadline, "the search never got going"
+    while min(_results(storage / name) for name in jobs) < 20:
+        assert time.monotonic() < deadline, "the searches never got going"
         time.sleep(0.2)
-    stopped = _pbt(head, "stop", job, cwd=tmp_path)
-    assert stopped.returncode == 0, stopped.stderr
-    store_status = "stopped" if grace else "running"  # killed at once: its store as the driver left it
-    assert stopped.stdout == (f"job {job}: stopped; run {storage / 's'} (its store: {store_status}); "
-                              f"`pbt resume {job}` continues it\n")
-    assert _rest(head, f"/api/jobs/{job}")["status"] == "STOPPED"
-    left = load_run(storage / "s")
-    assert left.info["status"] == store_status and len(left.results) < 4 * 160 // 4
+    stops = _pbt_at_once(head, [("stop", job) for job in jobs.values()], cwd=tmp_path)
+    for (name, job), stopped in zip(jobs.items(), stops):
+        assert stopped.returncode == 0, stopped.stderr
+        store_status = "stopped" if graces[name] else "running"  # killed at once: as the driver left it
+        assert stopped.stdout == (f"job {job}: stopped; run {storage / name} (its store: {store_status}); "
+                                  f"`pbt resume {job}` continues it\n")
+        assert _rest(head, f"/api/jobs/{job}")["status"] == "STOPPED"
+        left = load_run(storage / name)
+        assert left.info["status"] == store_status and len(left.results) < 4 * 120 // 4
 
-    resumed = _pbt(head, "resume", job, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    again = re.fullmatch(r"job: (pbt-[0-9a-f]{8})\nrun directory: (.*) \(on the head\)\n", resumed.stdout)
-    assert again and again[1] != job and again[2] == str(storage / "s")
-    assert _wait_until_ended(head, again[1]) == "SUCCEEDED"
-    data = load_run(storage / "s")
-    assert data.info["status"] == "finished" and len(data.results) == 4 * 160 // 4
-    assert json.loads((storage / "s" / "service.json").read_text()) == {"jobs": [job, again[1]]}
+    resumed = {}
+    for (name, job), again in zip(jobs.items(), _pbt_at_once(head, [("resume", job) for job in jobs.values()],
+                                                             cwd=tmp_path)):
+        assert again.returncode == 0, again.stderr
+        lines = re.fullmatch(r"job: (pbt-[0-9a-f]{8})\nrun directory: (.*) \(on the head\)\n", again.stdout)
+        assert lines and lines[1] != job and lines[2] == str(storage / name)
+        resumed[name] = lines[1]
 
     whole = run(load_config(config), strategy="pbt", seed=3, out=tmp_path / "whole", workers=2)
-    assert _timeless(data.summary) == _timeless(whole)
+    for name, job in resumed.items():
+        assert _wait_until_ended(head, job) == "SUCCEEDED"
+        data = load_run(storage / name)
+        assert data.info["status"] == "finished" and len(data.results) == 4 * 120 // 4
+        assert json.loads((storage / name / "service.json").read_text()) == {"jobs": [jobs[name], job]}
+        assert _timeless(data.summary) == _timeless(whole), name
