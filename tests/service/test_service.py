@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from ray_processes import clean_env, free_port, start_ray, stop_session
+from ray_processes import clean_env, free_port, session_processes, start_ray, stop_session
 
 from models.errors import StoreError
 from pbt.api import run
@@ -70,6 +70,7 @@ class Head:
     home: Path  # the head's HOME (holds .ray/auth_token; ~/pbt-runs is the default storage)
     token: str
     process: subprocess.Popen
+    root: Path  # Ray's temporary folder is under it, and so are the jobs' working directories
     client_env: dict[str, str]
 
 
@@ -90,7 +91,7 @@ def head(tmp_path_factory):
              "--disable-usage-stats", "--temp-dir", str(root / "ray"), "--block"],
             clean_env(home, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", **{LOOPBACK_ENV: "0"}), root,
             root / "head.log")
-        head = Head(f"http://127.0.0.1:{dashboard}", home, token, process,
+        head = Head(f"http://127.0.0.1:{dashboard}", home, token, process, root,
                     clean_env(client_home, RAY_AUTH_TOKEN=token, PYTHONPATH=str(TRAINABLES_DIR)))
         deadline = time.monotonic() + 60
         while _answers(head) is None:
@@ -169,27 +170,22 @@ def _results(run_dir: Path) -> int:
         return 0
 
 
-def _row(jobs_output: str, job: str) -> str:
-    return next(line for line in jobs_output.splitlines() if line.startswith(job))
-
-
-def test_the_head_listens_on_loopback_only(head):
-    """Ray's defaults put the dashboard, its job server and agent, and the metrics on loopback; the
-    GCS and raylet too here (the head was started with Ray's cluster mode off, as tests must)."""
-    root = psutil.Process(head.process.pid)
+def _listening(head: Head) -> dict[str, list]:
+    """The listening TCP sockets of the head's processes (``ray start`` and all it started) and of the
+    jobs' drivers (in sessions of their own, in the jobs' working directories), by process."""
     sockets = {}
-    for process in [root, *root.children(recursive=True)]:
+    for process in session_processes(head.process, working_under=head.root):
         try:
             hosts = [c.laddr for c in process.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+            if hosts:
+                sockets[f"{' '.join(process.cmdline()[:3])}[{process.pid}]"] = hosts
         except psutil.Error:
             continue
-        if hosts:
-            sockets[f"{process.name()}[{process.pid}]"] = hosts
-    ports = {address.port for hosts in sockets.values() for address in hosts}
-    assert int(head.address.rsplit(":", 1)[1]) in ports, sockets  # the check saw the job server
-    exposed = {name: hosts for name, hosts in sockets.items()
-               if not all(ipaddress.ip_address(a.ip.removeprefix("::ffff:")).is_loopback for a in hosts)}
-    assert not exposed, f"listening beyond loopback: {exposed}"
+    return sockets
+
+
+def _row(jobs_output: str, job: str) -> str:
+    return next(line for line in jobs_output.splitlines() if line.startswith(job))
 
 
 def test_a_bad_submission_is_refused_in_one_line_and_nothing_is_submitted(head, tmp_path):
@@ -218,7 +214,9 @@ def test_a_bad_submission_is_refused_in_one_line_and_nothing_is_submitted(head, 
 def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_path):
     """a and b (one worker each) share the head's 2 CPUs; c asks for 2 workers and waits, saying so,
     until both are done. ``jobs``, ``status`` and ``logs`` show it all, from the store where the
-    client can read it (b, c) and from the logs where it cannot (a, in the head's ~/pbt-runs)."""
+    client can read it (b, c) and from the logs where it cannot (a, in the head's ~/pbt-runs). While
+    they train, the head (with Ray's default dashboard host) and the searches' drivers listen on
+    loopback only."""
     config, storage = _config(tmp_path, steps=120), tmp_path / "storage"
     a = _submit(head, config, "--name", "a", "--workers", "1")  # default storage: ~/pbt-runs on the head
     b = _submit(head, config, "--name", "b", "--workers", "1", "--storage", str(storage))
@@ -226,19 +224,27 @@ def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_p
     follow = subprocess.Popen([str(BIN / "pbt"), "logs", c, "--follow", "--address", head.address], cwd=tmp_path,
                               env=head.client_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        seen = {a: False, b: False, c: False}
+        seen, sockets = {a: False, b: False, c: False}, {}
         deadline = time.monotonic() + 120
         while not all(seen.values()) and time.monotonic() < deadline:
             jobs = _pbt(head, "jobs", cwd=tmp_path)
             assert jobs.returncode == 0, jobs.stderr
-            for job in (a, b):
-                seen[job] |= re.search(r"\brunning +pbt +([1-9][\d,]*)/480 \(", _row(jobs.stdout, job)) is not None
+            training = [re.search(r"\brunning +pbt +([1-9][\d,]*)/480 \(", _row(jobs.stdout, job)) is not None
+                        for job in (a, b)]
+            if all(training) and not sockets:
+                sockets = _listening(head)
+            seen[a], seen[b] = seen[a] or training[0], seen[b] or training[1]
             seen[c] |= " waiting for room " in _row(jobs.stdout, c)
         assert all(seen.values()), f"not seen mid-run or waiting: {seen}\n{jobs.stdout}"
         assert [_wait_until_ended(head, job) for job in (a, b, c)] == ["SUCCEEDED"] * 3
         followed, _ = follow.communicate(timeout=60)  # --follow ends with the job
     finally:
         follow.kill()
+    assert int(head.address.rsplit(":", 1)[1]) in {addr.port for hosts in sockets.values() for addr in hosts}, sockets
+    assert sum("pbt.service_driver" in name for name in sockets) >= 2, sockets  # a's and b's drivers
+    exposed = {name: hosts for name, hosts in sockets.items()
+               if not all(ipaddress.ip_address(addr.ip.removeprefix("::ffff:")).is_loopback for addr in hosts)}
+    assert not exposed, f"listening beyond loopback: {exposed}"
     assert "waiting for room: this search's 2 workers need 2 CPUs; " in followed
     assert "room found after " in followed and "steps 480/480 (100%)" in followed and "best: member" in followed
 

@@ -46,19 +46,29 @@ def start_ray(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> 
     return process
 
 
-def stop_session(process: subprocess.Popen, working_under: Path | None = None) -> None:
-    """SIGKILL every process of ``process``'s session: ``ray start`` and all it started (on SIGTERM
-    they take more than 15 s here, and nothing of theirs outlives the test's temporary directory);
-    and every process whose working directory is under ``working_under`` (a Ray job's driver runs
-    in a session of its own, in the job's working directory under Ray's temporary folder)."""
+def session_processes(process: subprocess.Popen, working_under: Path | None = None) -> list[psutil.Process]:
+    """Every process of ``process``'s session (``ray start`` and all it started), and every process
+    whose working directory is under ``working_under`` (a Ray job's driver runs in a session of its
+    own, in the job's working directory under Ray's temporary folder)."""
     members = []
     for p in psutil.process_iter():
         try:
             if os.getsid(p.pid) == process.pid or (
                     working_under is not None and Path(p.cwd()).is_relative_to(working_under)):
-                p.kill()
                 members.append(p)
         except (OSError, psutil.Error):
+            continue
+    return members
+
+
+def stop_session(process: subprocess.Popen, working_under: Path | None = None) -> None:
+    """SIGKILL the processes :func:`session_processes` finds (on SIGTERM they take more than 15 s
+    here, and nothing of theirs outlives the test's temporary directory)."""
+    members = session_processes(process, working_under)
+    for p in members:
+        try:
+            p.kill()
+        except psutil.Error:
             continue
     psutil.wait_procs(members, timeout=10)
     process.poll()
