@@ -270,10 +270,11 @@ def _add_dashboard(subparsers: argparse._SubParsersAction) -> None:
 
 def _dashboard(args: argparse.Namespace) -> int:
     from dashboards import serve
+    from pbt.service import check_storage
 
     dirs = list(args.dirs)
     if args.storage:  # the service's runs appear as they start, also the first
-        dirs.append(Path(args.storage).expanduser())
+        dirs.append(Path(check_storage(args.storage)).expanduser())
         dirs[-1].mkdir(parents=True, exist_ok=True)
     serve(dirs or [Path("runs")], host=args.host, port=args.port)
     return 0

@@ -1,16 +1,21 @@
-"""The service's rules that need no cluster: where a run may be written, and reading back the
-progress line a job logs."""
+"""The service's rules that need no cluster: where a run may be written, a job server that does not
+answer, and reading back the progress line a job logs."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
+from ray_processes import free_port
 
 from models.errors import ConfigError
+from pbt.cli import main
 from pbt.service import logs_progress, run_dir_in
 from pbt.terminal import format_progress, parse_progress
 from search.progress import Progress
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.mark.parametrize("name", ["..", ".", "../x", "a/b", "/etc", ".hidden", "-x", "", "a b"])
@@ -35,6 +40,35 @@ def test_the_storage_folder_is_absolute_or_from_home(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"^--storage: must be an absolute path on the head \(or start with ~\), "
                                           r"got 'runs'$"):
         run_dir_in("runs", "a")
+
+
+@pytest.mark.parametrize("command", [
+    ["submit", str(EXAMPLES / "nqm.toml")], ["jobs"], ["status", "pbt-0123abcd"], ["logs", "pbt-0123abcd"],
+    ["logs", "pbt-0123abcd", "--follow"], ["stop", "pbt-0123abcd"], ["resume", "pbt-0123abcd"],
+])
+def test_every_service_command_says_in_one_line_when_no_job_server_answers(command, capsys):
+    address = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert main([*command, "--address", address]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err.splitlines()) == ("", [
+        f"pbt: error: address: no Ray job server answers at {address} (Failed to connect to Ray at address: "
+        f"{address}.): is the head up, and is this its dashboard address (or the local end of an SSH tunnel to it)?"])
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:8265", "auto", "ray://127.0.0.1:10001"])
+def test_a_service_address_that_is_not_a_job_server_is_refused(address, capsys):
+    assert main(["jobs", "--address", address]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"pbt: error: address: the head's job server as http://HOST:PORT (its dashboard port, 8265 unless "
+        f"changed), got {address!r}"]
+
+
+def test_the_dashboard_refuses_a_storage_folder_that_is_not_one_on_the_head(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["dashboard", "--storage", "runs", "--port", "0"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "pbt: error: --storage: must be an absolute path on the head (or start with ~), got 'runs'"]
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("progress", [
