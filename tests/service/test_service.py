@@ -145,15 +145,23 @@ def _pbt_at_once(head: Head, commands: list[tuple[str, ...]], cwd: Path,
 
 
 def _submit(head: Head, config: Path, *args: str) -> str:
-    done = _pbt(head, "submit", str(config), "--strategy", "pbt", "--seed", "3", *args, cwd=config.parent)
-    assert done.returncode == 0, done.stderr
-    job, run_dir = done.stdout.splitlines()
-    assert re.fullmatch(r"job: pbt-[0-9a-f]{8}", job) and run_dir.startswith("run directory: ")
-    return job.removeprefix("job: ")
+    return _submit_at_once(head, config, [args])[0]
 
 
-def _config(tmp_path: Path, steps: int, delay: float = 0.02) -> Path:
-    path = tmp_path / "slow.toml"
+def _submit_at_once(head: Head, config: Path, submissions: list[tuple[str, ...]]) -> list[str]:
+    """The job ids of ``pbt submit CONFIG --strategy pbt --seed 3 ARGS`` for each of ``submissions``, all at once."""
+    jobs = []
+    for done in _pbt_at_once(head, [("submit", str(config), "--strategy", "pbt", "--seed", "3", *args)
+                                    for args in submissions], cwd=config.parent):
+        assert done.returncode == 0, done.stderr
+        job, run_dir = done.stdout.splitlines()
+        assert re.fullmatch(r"job: pbt-[0-9a-f]{8}", job) and run_dir.startswith("run directory: ")
+        jobs.append(job.removeprefix("job: "))
+    return jobs
+
+
+def _config(tmp_path: Path, steps: int, delay: float = 0.02, name: str = "slow.toml") -> Path:
+    path = tmp_path / name
     path.write_text(SLOW_TOY.format(steps=steps, delay=delay))
     return path
 
@@ -188,7 +196,9 @@ def _row(jobs_output: str, job: str) -> str:
     return next(line for line in jobs_output.splitlines() if line.startswith(job))
 
 
-def test_a_bad_submission_is_refused_in_one_line_and_nothing_is_submitted(head, tmp_path):
+def test_bad_input_is_refused_in_one_line_and_nothing_is_submitted(head, tmp_path):
+    """A bad config, run name or storage folder before anything is submitted; a job id the cluster
+    does not know, for every command that takes one."""
     storage = tmp_path / "storage"
     bad = tmp_path / "bad.toml"
     bad.write_text(_config(tmp_path, steps=8).read_text().replace("population = 4", "population = 0"))
@@ -204,22 +214,26 @@ def test_a_bad_submission_is_refused_in_one_line_and_nothing_is_submitted(head, 
         (str(tmp_path / "slow.toml"), "--storage", "runs"):
             "pbt: error: --storage: must be an absolute path on the head (or start with ~), got 'runs'",
     }
-    for args, line in cases.items():
-        storage_args = () if "--storage" in args else ("--storage", str(storage))
-        done = _pbt(head, "submit", *args, *storage_args, cwd=tmp_path)
+    commands = [("submit", *args, *(() if "--storage" in args else ("--storage", str(storage)))) for args in cases]
+    unknown = "pbt: error: job: the cluster has no job 'pbt-00000000' (`pbt jobs` lists them)"
+    commands += [(command, "pbt-00000000") for command in ("status", "logs", "stop", "resume")]
+    lines = [*cases.values(), *[unknown] * 4]
+    for args, line, done in zip(commands, lines, _pbt_at_once(head, commands, cwd=tmp_path)):
         assert (done.returncode, done.stderr.splitlines(), done.stdout) == (2, [line], ""), args
     assert _rest(head, "/api/jobs/") == before and not storage.exists()
 
 
 def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_path):
-    """a and b (one worker each) share the head's 2 CPUs; c asks for 2 workers and waits, saying so,
+    """a and b (one worker each, slowed) share the head's 2 CPUs; c asks for 2 workers and waits, saying so,
     until both are done. ``jobs``, ``status`` and ``logs`` show it all, from the store where the
     client can read it (b, c) and from the logs where it cannot (a, in the head's ~/pbt-runs). While
     they train, the head (with Ray's default dashboard host) and the searches' drivers listen on
     loopback only."""
     config, storage = _config(tmp_path, steps=120), tmp_path / "storage"
-    a = _submit(head, config, "--name", "a", "--workers", "1")  # default storage: ~/pbt-runs on the head
-    b = _submit(head, config, "--name", "b", "--workers", "1", "--storage", str(storage))
+    slower = _config(tmp_path, steps=120, delay=0.05, name="slower.toml")  # c waits long enough to be seen under load
+    a, b = _submit_at_once(head, slower, [
+        ("--name", "a", "--workers", "1"),  # default storage: ~/pbt-runs on the head
+        ("--name", "b", "--workers", "1", "--storage", str(storage))])
     c = _submit(head, config, "--name", "c", "--workers", "2", "--storage", str(storage))
     follow = subprocess.Popen([str(BIN / "pbt"), "logs", c, "--follow", "--address", head.address], cwd=tmp_path,
                               env=head.client_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -229,8 +243,8 @@ def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_p
         while not all(seen.values()) and time.monotonic() < deadline:
             jobs = _pbt(head, "jobs", cwd=tmp_path)
             assert jobs.returncode == 0, jobs.stderr
-            training = [re.search(r"\brunning +pbt +([1-9][\d,]*)/480 \(", _row(jobs.stdout, job)) is not None
-                        for job in (a, b)]
+            steps = [re.search(r"\brunning +pbt +([\d,]+)/480 \(", _row(jobs.stdout, job)) for job in (a, b)]
+            training = [done is not None and 0 < int(done[1].replace(",", "")) < 480 for done in steps]
             if all(training) and not sockets:
                 sockets = _listening(head)
             seen[a], seen[b] = seen[a] or training[0], seen[b] or training[1]
@@ -241,7 +255,8 @@ def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_p
     finally:
         follow.kill()
     assert int(head.address.rsplit(":", 1)[1]) in {addr.port for hosts in sockets.values() for addr in hosts}, sockets
-    assert sum("pbt.service_driver" in name for name in sockets) >= 2, sockets  # a's and b's drivers
+    assert any("DashboardAgent" in name for name in sockets), sockets  # its gRPC, HTTP and metrics ports
+    assert sum("pbt.service_driver" in name for name in sockets) >= 2, sorted(sockets)  # a's and b's drivers
     exposed = {name: hosts for name, hosts in sockets.items()
                if not all(ipaddress.ip_address(addr.ip.removeprefix("::ffff:")).is_loopback for addr in hosts)}
     assert not exposed, f"listening beyond loopback: {exposed}"
@@ -258,7 +273,7 @@ def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_p
 
     status_a, status_b, logs = _pbt_at_once(head, [("status", a), ("status", b), ("logs", a)], cwd=tmp_path)
     assert status_a.returncode == status_b.returncode == logs.returncode == 0
-    assert "status: succeeded\nrun: ~/pbt-runs/a (on the head)\nsearch: pbt, seed 3, slow.toml\n" in status_a.stdout
+    assert "status: succeeded\nrun: ~/pbt-runs/a (on the head)\nsearch: pbt, seed 3, slower.toml\n" in status_a.stdout
     assert "progress: members 4/4 done | steps 480/480 (100%) | best Q " in status_a.stdout  # from a's logs
     assert f"run: {storage / 'b'} (on the head) (its store: finished)\n" in status_b.stdout
     best_b = runs[b].summary["best"]
@@ -283,8 +298,9 @@ def test_stopped_searches_resume_as_jobs_to_the_summary_of_an_uninterrupted_one(
     uninterrupted run of the same seed ends with (synchronous PBT)."""
     config, storage = _config(tmp_path, steps=120), tmp_path / "storage"
     graces = {"graceful": 30, "killed": 0}
-    jobs = {name: _submit(head, config, "--name", name, "--workers", "1", "--storage", str(storage),
-                          "--stop-grace", str(grace)) for name, grace in graces.items()}
+    jobs = dict(zip(graces, _submit_at_once(head, config, [
+        ("--name", name, "--workers", "1", "--storage", str(storage), "--stop-grace", str(grace))
+        for name, grace in graces.items()])))
     deadline = time.monotonic() + 120
     while min(_results(storage / name) for name in jobs) < 20:
         assert time.monotonic() < deadline, "the searches never got going"
