@@ -55,7 +55,8 @@ WAITING = "waiting for room"  # how a job's driver starts the lines it logs whil
 META = "pbt."
 JOB_ID = re.compile(r"pbt-[0-9a-f]{8}")
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-QUIET_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging")  # "Uploading package..."
+QUIET_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging",  # "Uploading package..."
+                 "ray.dashboard.modules.job.sdk")  # "WebSocket closed for job ..." at the end of logs --follow
 
 
 def default_address() -> str:

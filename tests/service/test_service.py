@@ -251,7 +251,7 @@ def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_p
             seen[c] |= " waiting for room " in _row(jobs.stdout, c)
         assert all(seen.values()), f"not seen mid-run or waiting: {seen}\n{jobs.stdout}"
         assert [_wait_until_ended(head, job) for job in (a, b, c)] == ["SUCCEEDED"] * 3
-        followed, _ = follow.communicate(timeout=60)  # --follow ends with the job
+        followed, follow_noise = follow.communicate(timeout=60)  # --follow ends with the job
     finally:
         follow.kill()
     assert int(head.address.rsplit(":", 1)[1]) in {addr.port for hosts in sockets.values() for addr in hosts}, sockets
@@ -260,6 +260,7 @@ def test_two_searches_at_once_both_finish_and_a_third_waits_for_room(head, tmp_p
     exposed = {name: hosts for name, hosts in sockets.items()
                if not all(ipaddress.ip_address(addr.ip.removeprefix("::ffff:")).is_loopback for addr in hosts)}
     assert not exposed, f"listening beyond loopback: {exposed}"
+    assert follow_noise == ""  # none of Ray's client logging ("WebSocket closed for job ...")
     assert "waiting for room: this search's 2 workers need 2 CPUs; " in followed
     assert "room found after " in followed and "steps 480/480 (100%)" in followed and "best: member" in followed
 
