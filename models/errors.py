@@ -4,7 +4,7 @@ It lives in the lowest package so that every layer (models, workers, search, pbt
 can raise it without an upward import. Any ``PBTError`` is a failure the user can read, never a
 bug report. The CLI maps ``RunFailed`` (a run that started and could not go on) to one stderr line
 and exit status 3, and every other ``PBTError`` (a config, an argument, a run directory) to one
-line and exit status 2.
+line and exit status 2. ``RunStopped`` is no failure: a service job's driver reports it on SIGTERM.
 
     PBTError
     ├── ConfigError         a config value, an argument or an input file is wrong
@@ -13,7 +13,8 @@ line and exit status 2.
     │   ├── WorkerStartError    its workers do not come up
     │   ├── CheckpointError     its states cannot be made durable
     │   └── StrategyError       its strategy breaks the runner's contract
-    └── RunFailed           a run failed: its directory, the cause, whether a resume continues it
+    ├── RunFailed           a run failed: its directory, the cause, whether a resume continues it
+    └── RunStopped          a run stopped on request, its last snapshot durable: a resume continues it
 """
 
 from __future__ import annotations
@@ -65,3 +66,12 @@ class RunFailed(PBTError):
     def __init__(self, run_dir: str | os.PathLike[str], cause: str, resumable: bool) -> None:
         self.run_dir, self.cause, self.resumable = run_dir, cause, resumable
         super().__init__(f"{run_dir}: run failed: {cause}")
+
+
+class RunStopped(PBTError):
+    """A run stopped because it was asked to (``pbt stop``): its last snapshot is durable, the store
+    says ``stopped``, and a resume continues it from there."""
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.run_dir = run_dir
+        super().__init__(f"{run_dir}: run stopped; its last snapshot is durable")

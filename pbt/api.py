@@ -1,4 +1,4 @@
-"""The Python API: ``run`` a search into a run directory, ``resume`` one whose driver died.
+"""The Python API: ``run`` a search into a run directory, ``resume`` one whose driver died or stopped.
 
 One RNG tree from the seed: ``np.random.SeedSequence(seed)`` branches into the strategy's
 generator and each member's trainable seed (``search.runner.strategy_rng`` / ``member_seed``), so
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,10 +33,11 @@ LOCK_NAME = "driver.lock"
 
 def run(
     config: RunConfig, *, strategy: str = "pbt", seed: int = 0, out: Path, address: str | None = None,
-    workers: int | None = None, on_progress: ProgressCallback | None = None,
+    workers: int | None = None, on_progress: ProgressCallback | None = None, stop: threading.Event | None = None,
 ) -> dict:
     """Run a search with ``strategy`` into the new directory ``out``; returns the summary. ``workers``
-    overrides the config's ``resources.workers``."""
+    overrides the config's ``resources.workers``. Setting ``stop`` (from any thread) stops it
+    resumably: ``RunStopped``."""
     search = make_strategy(strategy, config, strategy_rng(seed))
     check_workers(workers)
     spec = _spec(config)
@@ -46,7 +48,7 @@ def run(
             steps_per_member=config.budget.steps, eval_every=config.budget.eval_every,
             objective=config.objective, mode=config.mode,
         )
-        return _drive(search, store, spec, config, seed, workers, on_progress, resume=False)
+        return _drive(search, store, spec, config, seed, workers, on_progress, stop, resume=False)
     finally:
         if started:
             disconnect()
@@ -54,9 +56,9 @@ def run(
 
 def resume(
     run_dir: Path, *, address: str | None = None, workers: int | None = None,
-    on_progress: ProgressCallback | None = None,
+    on_progress: ProgressCallback | None = None, stop: threading.Event | None = None,
 ) -> dict:
-    """Continue the run in ``run_dir`` from its last durable snapshot; returns the summary.
+    """Continue the run in ``run_dir`` from its last durable snapshot; returns the summary (``stop``: as for ``run``).
 
     A run that already finished is not run again: its summary is returned.
     """
@@ -78,7 +80,7 @@ def resume(
         store.close()  # _drive closes it once it runs
         raise
     try:
-        return _drive(search, store, spec, config, info["seed"], workers, on_progress, resume=True)
+        return _drive(search, store, spec, config, info["seed"], workers, on_progress, stop, resume=True)
     finally:
         if started:
             disconnect()
@@ -88,7 +90,7 @@ def connect_for(config: RunConfig, address: str | None) -> bool:
     """``workers.cluster.connect`` for searches of ``config``: a cluster also gets the trainable's own
     module, and must have GPUs if the config asks for them (else ``ConfigError``, and no Ray left
     started). True if this call started Ray (the caller then calls ``disconnect`` when done)."""
-    started = connect(address, extra_modules=_user_modules(resolve_trainable(config.trainable.name)))
+    started = connect(address, extra_modules=user_modules(config))
     try:
         check_gpus(config.resources.gpus_per_worker)
     except BaseException:
@@ -103,9 +105,10 @@ def _spec(config: RunConfig) -> TrainableSpec:
     return TrainableSpec(cls, settings_for_workers(cls, config.trainable.settings))
 
 
-def _user_modules(cls: type) -> tuple[ModuleType, ...]:
-    """A custom trainable's top-level package, shipped to a cluster with the project's packages."""
-    top = cls.__module__.partition(".")[0]
+def user_modules(config: RunConfig) -> tuple[ModuleType, ...]:
+    """The custom trainable's top-level package (or module), shipped to a cluster with the project's
+    packages; none for a built-in."""
+    top = resolve_trainable(config.trainable.name).__module__.partition(".")[0]
     module = sys.modules.get(top)
     return () if top in PACKAGES or module is None or not getattr(module, "__file__", None) else (module,)
 
@@ -124,7 +127,7 @@ def _sole_driver(run_dir: Path) -> Iterator[None]:
 
 def _drive(
     search: Strategy, store: RunStore, spec: TrainableSpec, config: RunConfig, seed: int,
-    workers: int | None, on_progress: ProgressCallback | None, *, resume: bool,
+    workers: int | None, on_progress: ProgressCallback | None, stop: threading.Event | None, *, resume: bool,
 ) -> dict:
     pool = None
     try:
@@ -133,7 +136,7 @@ def _drive(
             pool = WorkerPool(spec, resources.workers if workers is None else workers,
                               cpus=resources.cpus_per_worker, gpus=resources.gpus_per_worker)
             runner = Runner(search, store, pool, budget=config.budget, objective=config.objective,
-                            mode=config.mode, seed=seed, on_progress=on_progress)
+                            mode=config.mode, seed=seed, on_progress=on_progress, stop=stop)
             return runner.run(resume=resume)
     finally:
         if pool is not None:

@@ -21,24 +21,34 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from models.errors import ConfigError, PBTError, RunFailed
 from pbt.config import load_config
 from pbt.strategies import COMPARED, STRATEGIES, parse_strategies
 
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
+
+    from pbt.service import Submitted
+
 # Every subcommand of DESIGN §6, in the order ``--help`` lists them.
 SUBCOMMANDS = {
     "run": "train one population with one strategy",
     "compare": "run every strategy for every seed at the same budget",
-    "resume": "continue a run whose driver died",
+    "resume": "continue a run whose driver died or stopped (a submitted one as a job)",
     "replay": "retrain from scratch on the best member's hyperparameter schedule",
     "report": "write a static HTML report with figures",
     "dashboard": "serve the live web dashboard",
+    "submit": "submit a search to a Ray cluster as a job (service mode)",
+    "jobs": "list the searches submitted to a Ray cluster",
+    "status": "show what a submitted search is doing",
+    "logs": "print a submitted search's logs",
+    "stop": "stop a submitted search; pbt resume continues it",
 }
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors are ``ConfigError``s, reported once by ``main``."""
 
     def error(self, message: str) -> NoReturn:
@@ -126,10 +136,10 @@ def _run(args: argparse.Namespace) -> int:
         )
     finally:
         display.close()
-    return _finish(out)
+    return print_results(out)
 
 
-def _finish(run_dir: Path) -> int:
+def print_results(run_dir: Path) -> int:
     """After a run: its figures into ``figures/``, then the ranked members on stdout."""
     from dashboards import save_run_figures
     from pbt.terminal import results_table
@@ -205,12 +215,19 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _add_resume(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("resume", help=SUBCOMMANDS["resume"], description=SUBCOMMANDS["resume"])
-    parser.add_argument("run_dir", type=Path, help="a run directory written by pbt run")
+    parser.add_argument("run_dir", type=Path, help="a run directory written by pbt run; or a job of pbt submit "
+                                                   "(or its run directory on the head, with --address http://...)")
     _add_cluster_options(parser)
     parser.set_defaults(handler=_resume)
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from pbt import service
+
+    if service.is_job_server(args.address) or (args.address is None and service.is_job_id(str(args.run_dir))):
+        client = service.connect_client(args.address or service.default_address())
+        return _submitted(service.resume(client, str(args.run_dir), workers=args.workers))
+
     from pbt import api
     from pbt.terminal import ProgressDisplay
     from search.store import load_run
@@ -221,7 +238,7 @@ def _resume(args: argparse.Namespace) -> int:
         api.resume(args.run_dir, address=args.address, workers=args.workers, on_progress=display)
     finally:
         display.close()
-    return _finish(args.run_dir)
+    return print_results(args.run_dir)
 
 
 def _add_replay(subparsers: argparse._SubParsersAction) -> None:
@@ -252,9 +269,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _add_dashboard(subparsers: argparse._SubParsersAction) -> None:
+    from pbt.service import DEFAULT_STORAGE
+
     parser = subparsers.add_parser("dashboard", help=SUBCOMMANDS["dashboard"], description=SUBCOMMANDS["dashboard"])
-    parser.add_argument("dirs", nargs="*", type=Path, default=[Path("runs")],
-                        help="run directories, or folders of runs (default: runs)")
+    parser.add_argument("dirs", nargs="*", type=Path, help="run directories, or folders of runs (default: runs)")
+    parser.add_argument("--storage", nargs="?", const=DEFAULT_STORAGE,
+                        help=f"also every run of the service's storage folder (default {DEFAULT_STORAGE})")
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback only)")
     parser.add_argument("--port", type=_non_negative_int, default=8266, help="default 8266; 0 picks a free port")
     parser.set_defaults(handler=_dashboard)
@@ -262,19 +282,129 @@ def _add_dashboard(subparsers: argparse._SubParsersAction) -> None:
 
 def _dashboard(args: argparse.Namespace) -> int:
     from dashboards import serve
+    from pbt.service import check_storage
 
-    serve(args.dirs, host=args.host, port=args.port)
+    dirs = list(args.dirs)
+    if args.storage:  # the service's runs appear as they start, also the first
+        dirs.append(Path(check_storage(args.storage)).expanduser())
+        dirs[-1].mkdir(parents=True, exist_ok=True)
+    serve(dirs or [Path("runs")], host=args.host, port=args.port)
+    return 0
+
+
+def _add_service_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", help="the head's job server, http://HOST:PORT (default: $RAY_API_SERVER_ADDRESS "
+                                          "or http://127.0.0.1:8265, a head here or an SSH tunnel's end)")
+
+
+def _client(args: argparse.Namespace) -> JobSubmissionClient:
+    from pbt import service
+
+    return service.connect_client(args.address or service.default_address())
+
+
+def _add_submit(subparsers: argparse._SubParsersAction) -> None:
+    from pbt.service import DEFAULT_STORAGE, STOP_GRACE_S
+
+    parser = subparsers.add_parser("submit", help=SUBCOMMANDS["submit"], description=SUBCOMMANDS["submit"])
+    parser.add_argument("config", type=Path, help="the TOML config (DESIGN §6)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="pbt", help="default: pbt")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="the run's one seed (default 0)")
+    parser.add_argument("--name", help="the run's folder in the storage folder "
+                                       "(default <config>-<strategy>-seed<N>-<time>)")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE,
+                        help=f"the folder of runs on the head (default {DEFAULT_STORAGE})")
+    parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")
+    parser.add_argument("--stop-grace", type=_non_negative_int, default=STOP_GRACE_S,
+                        help=f"seconds a stop waits for the final snapshot before Ray kills the driver "
+                             f"(default {STOP_GRACE_S})")
+    _add_service_address(parser)
+    parser.set_defaults(handler=_submit)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from pbt import service
+
+    config = load_config(args.config)
+    name = service.check_name(args.name or default_out(args.config, args.strategy, args.seed).name)
+    service.check_storage(args.storage)
+    return _submitted(service.submit(
+        _client(args), config, source=args.config, strategy=args.strategy, seed=args.seed, name=name,
+        storage=args.storage, workers=args.workers, stop_grace=args.stop_grace))
+
+
+def _submitted(submitted: Submitted) -> int:
+    print(f"job: {submitted.job}\nrun directory: {submitted.run_dir} (on the head)")
+    return 0
+
+
+def _add_jobs(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("jobs", help=SUBCOMMANDS["jobs"], description=SUBCOMMANDS["jobs"])
+    _add_service_address(parser)
+    parser.set_defaults(handler=_jobs)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from pbt import service
+
+    print(service.format_jobs(service.list_jobs(_client(args))))
+    return 0
+
+
+def _add_job_command(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=SUBCOMMANDS[name], description=SUBCOMMANDS[name])
+    parser.add_argument("job", help="the job's id, as pbt submit printed it")
+    _add_service_address(parser)
+    return parser
+
+
+def _add_status(subparsers: argparse._SubParsersAction) -> None:
+    _add_job_command(subparsers, "status").set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pbt import service
+
+    client = _client(args)
+    print(service.format_status(service.describe(client, service.job_details(client, args.job))))
+    return 0
+
+
+def _add_logs(subparsers: argparse._SubParsersAction) -> None:
+    parser = _add_job_command(subparsers, "logs")
+    parser.add_argument("--follow", action="store_true", help="then print what it logs until it ends")
+    parser.set_defaults(handler=_logs)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from pbt import service
+
+    service.print_logs(_client(args), args.job, sys.stdout, follow=args.follow)
+    return 0
+
+
+def _add_stop(subparsers: argparse._SubParsersAction) -> None:
+    _add_job_command(subparsers, "stop").set_defaults(handler=_stop)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from pbt import service
+
+    view = service.stop(_client(args), args.job)
+    run_status = f" (its store: {view.run_status})" if view.run_status else ""
+    print(f"job {view.job}: {view.status}; run {view.run_dir}{run_status}; `pbt resume {view.job}` continues it")
     return 0
 
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_run, _add_compare, _add_resume, _add_replay, _add_report, _add_dashboard,
+    _add_submit, _add_jobs, _add_status, _add_logs, _add_stop,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``pbt`` parser with every subcommand of ``COMMANDS``."""
-    parser = _Parser(
+    parser = Parser(
         prog="pbt",
         description="Population-based hyperparameter search (PBT, grid, random) on Ray.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -312,12 +442,18 @@ def _importing_from_here() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pbt`` command line; returns the exit status."""
+    return dispatch(build_parser(), argv)
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the chosen handler; errors as the module
+    docstring says."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line, even before a usage error
     argv = [a for a in argv if a != "--debug"]
     try:
         with _importing_from_here():
-            args = build_parser().parse_args(argv)
+            args = parser.parse_args(argv)
             return args.handler(args)
     except PBTError as exc:
         if debug:

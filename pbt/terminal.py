@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -19,6 +20,20 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def parse_duration(text: str) -> float:
+    """``format_duration`` read back: ``1:15`` → ``75``; ``1:02:05`` → ``3725``."""
+    seconds = 0
+    for part in text.split(":"):
+        seconds = seconds * 60 + int(part)
+    return float(seconds)
+
+
+_PROGRESS_LINE = re.compile(
+    r"members (?P<done>\d+)/(?P<population>\d+) done \| steps (?P<steps>[\d,]+)/(?P<budget>[\d,]+) \(\d+%\)"
+    r"(?: \| best .+ (?P<best>\S+) \(member (?P<member>\d+)\))?(?: \| exploits (?P<exploits>\d+))?"
+    r" \| (?P<elapsed>[\d:]+) elapsed")
 
 
 def format_progress(progress: Progress, objective: str) -> str:
@@ -39,6 +54,20 @@ def format_progress(progress: Progress, objective: str) -> str:
         timing += f", ~{format_duration(left)} left"
     parts.append(timing)
     return " | ".join(parts)
+
+
+def parse_progress(line: str) -> Progress | None:
+    """A line of ``format_progress`` read back (the best objective to its 4 shown digits); ``None``
+    for any other line."""
+    match = _PROGRESS_LINE.search(line)
+    if match is None:
+        return None
+    best, member = match["best"], match["member"]
+    return Progress(
+        population=int(match["population"]), members_done=int(match["done"]),
+        steps_done=int(match["steps"].replace(",", "")), budget_steps=int(match["budget"].replace(",", "")),
+        best_member=None if member is None else int(member), best_objective=None if best is None else float(best),
+        exploits=int(match["exploits"] or 0), elapsed_seconds=parse_duration(match["elapsed"]))
 
 
 class ProgressDisplay:

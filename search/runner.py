@@ -18,6 +18,7 @@ worker that still holds that version is not sent it (only the states it must loa
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -29,7 +30,7 @@ import numpy as np
 import ray
 
 from models.errors import (
-    CheckpointError, PBTError, RunFailed, StoreError, StrategyError, WorkerStartError,
+    CheckpointError, PBTError, RunFailed, RunStopped, StoreError, StrategyError, WorkerStartError,
 )
 from search.budget import Budget
 from search.checkpoints import CheckpointWriter, checkpoint_name, load_checkpoint
@@ -117,7 +118,7 @@ class Runner:
     def __init__(
         self, strategy: Strategy, store: RunStore, pool: WorkerPool, *, budget: Budget, objective: str,
         mode: Mode, seed: int, on_progress: Callable[[Progress], None] | None = None,
-        checkpoint_every_s: float = 1.0, max_inflight: int = 2,
+        checkpoint_every_s: float = 1.0, max_inflight: int = 2, stop: threading.Event | None = None,
     ) -> None:
         self.strategy = strategy
         self.store = store
@@ -129,6 +130,7 @@ class Runner:
         self.on_progress = on_progress
         self.checkpoint_every_s = checkpoint_every_s
         self.max_inflight = max_inflight
+        self.stop = stop if stop is not None else threading.Event()  # set (by any thread): stop at the next turn
         self.members: dict[int, _Member] = {}
         self.queues: dict[str, list[_Call]] = {}
         self._seconds_per_step: float | None = None
@@ -153,7 +155,9 @@ class Runner:
     def run(self, resume: bool = False) -> dict:
         """Drive the strategy until it is finished; with ``resume``, first roll the store back to
         its last snapshot and continue from there. ``RunFailed`` (from the ``PBTError`` that
-        stopped it) when the run cannot go on: the store marks it failed."""
+        stopped it) when the run cannot go on: the store marks it failed. Once ``stop`` is set, the
+        run snapshots where it is (the calls in flight are dropped), the store says ``stopped`` and
+        ``RunStopped`` is raised: a resume continues from that snapshot."""
         try:
             if resume:
                 self._restore()
@@ -163,13 +167,18 @@ class Runner:
             self.pool.warm_up(warm, member_seed(self.seed, 0))
             self._t0 = time.monotonic()
             self._apply(decisions)
-            self._loop(changed=False)
+            stopped = self._loop(changed=False)
             self._final_snapshot()
+            if stopped:
+                self.store.finish("stopped")
+                raise RunStopped(self.store.run_dir)
             self.store.finish("finished")
             summary = self._summary()
             self.store.write_summary(summary)
             self._progress(force=True)
             return summary
+        except RunStopped:
+            raise
         except PBTError as exc:
             raise RunFailed(self.store.run_dir, str(exc), resumable=self._mark_failed()) from exc
         except BaseException:
@@ -188,13 +197,16 @@ class Runner:
         except StoreError:
             return False
 
-    def _loop(self, changed: bool) -> None:
+    def _loop(self, changed: bool) -> bool:
+        """Run until the strategy is finished (returns False) or ``stop`` is set (returns True)."""
         idle_since = time.monotonic()
         while True:
+            if self.stop.is_set():
+                return True
             if changed:
                 self._apply(self.strategy.ask(self._view()))
             if self.strategy.is_finished(self._view()) and not any(m.segment for m in self.members.values()):
-                return
+                return False
             ready = self.pool.poll()  # once a turn: what dispatch saw is what the checks below see
             self._dispatch(ready)
             if any(self.queues.values()):

@@ -259,7 +259,7 @@ class RunStore:
         return state
 
     def finish(self, status: str) -> None:
-        """Mark the run ``finished`` or ``failed``."""
+        """Mark the run ``finished``, ``failed`` or ``stopped`` (resumable: its last snapshot is durable)."""
         with self._write() as db:
             db.execute("UPDATE run SET status = ?, finished_at = ? WHERE id = 1", (status, time.time()))
 

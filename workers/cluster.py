@@ -36,10 +36,10 @@ def runtime_env(extra: tuple[ModuleType, ...] = ()) -> dict:
     that do not have them installed: their directories (or a single module's file), since Ray
     Client cannot pickle module objects."""
     modules = [sys.modules.get(name) or __import__(name) for name in PACKAGES]
-    return {"py_modules": [_code_path(module) for module in [*modules, *extra]]}
+    return {"py_modules": [code_path(module) for module in [*modules, *extra]]}
 
 
-def _code_path(module: ModuleType) -> str:
+def code_path(module: ModuleType) -> str:
     package_dirs = getattr(module, "__path__", None)
     return next(iter(package_dirs)) if package_dirs else str(module.__file__)
 
@@ -66,7 +66,7 @@ def connect(address: str | None = None, *, extra_modules: tuple[ModuleType, ...]
         return True
     if address.startswith("ray://"):
         _check_listening(address.removeprefix("ray://"), address)
-        _use_token_if_any()
+        use_token_if_any()
         _join(address, address, extra_modules)
     else:
         _join_gcs(address, extra_modules)
@@ -91,7 +91,7 @@ def _join_gcs(address: str, extra_modules: tuple[ModuleType, ...]) -> None:
     _join(gcs, address, extra_modules)
 
 
-def _use_token_if_any() -> bool:
+def use_token_if_any() -> bool:
     """Turn Ray's token mode on if a token is at hand (Ray's sources: ``RAY_AUTH_TOKEN``,
     ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``) and ``RAY_AUTH_MODE`` does not decide; True if it did."""
     if os.environ.get(AUTH_MODE_ENV) is None and AuthenticationTokenLoader.instance().has_token(
@@ -108,7 +108,7 @@ def _join(target: str, address: str, extra_modules: tuple[ModuleType, ...]) -> N
     except (ConnectionError, RuntimeError, ValueError) as exc:  # ValueError: ray:// without ray[client]
         _restore_network_mode()
         hint = f"; if it uses Ray's token, {TOKEN_HINT}" if isinstance(exc, ConnectionError) else ""
-        raise ConfigError(f"address: cannot join the Ray cluster at {address} ({_first_line(exc)}){hint}") from None
+        raise ConfigError(f"address: cannot join the Ray cluster at {address} ({first_line(exc)}){hint}") from None
 
 
 def _gcs_address(address: str) -> str:
@@ -146,7 +146,7 @@ def _admitted_node_addresses(gcs: str, address: str) -> list[str]:
     try:
         return _node_addresses(gcs, address)
     except AuthenticationError:
-        if not _use_token_if_any():
+        if not use_token_if_any():
             state = "refused this driver's token" if os.environ.get(AUTH_MODE_ENV) == "token" else "needs a token"
             raise ConfigError(f"address: the Ray cluster at {address} {state}: {TOKEN_HINT}") from None
     try:
@@ -163,7 +163,7 @@ def _node_addresses(gcs: str, address: str) -> list[str]:
     except AuthenticationError:  # a RayError too, for the caller to answer
         raise
     except RayError as exc:
-        raise ConfigError(f"address: no Ray cluster answers at {address} ({_first_line(exc)})") from None
+        raise ConfigError(f"address: no Ray cluster answers at {address} ({first_line(exc)})") from None
     alive = [node.node_manager_address for node in nodes.values() if node.state == node.ALIVE]
     return alive or [services.parse_address(gcs)[0]]
 
@@ -190,7 +190,7 @@ def _is_loopback(host: str) -> bool:
     return (mapped or address).is_loopback
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
 

@@ -1,4 +1,5 @@
-"""The dashboard in a real headless Chromium, following a run that is still being written, and on a
+"""The dashboard in a real headless Chromium, following a run that is still being written, serving a
+service's storage folder as ``pbt dashboard --storage`` does (runs appear as they start), and on a
 1,024-member run, under the server's Content-Security-Policy (the polling script is a file; nothing
 inline may run).
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -77,6 +80,13 @@ def _loaded(driver, image_id: str) -> bool:
 def _member_steps(driver) -> list[str]:
     return driver.execute_script(
         "return [...document.querySelectorAll('#members tbody tr')].map(r => r.cells[3].textContent);")
+
+
+def _index_rows(driver) -> list[list[str]]:
+    """Run and status of each row of the index of runs (none while it says "none yet")."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#runs tbody tr')].filter(r => r.cells.length > 1)"
+        ".map(r => [r.cells[1].textContent, r.cells[4].textContent]);")
 
 
 def _member_rows(driver) -> list[list[str]]:
@@ -168,3 +178,47 @@ def test_a_1024_member_run_reads_at_a_glance_best_members_first_every_member_on_
             "return [...document.scripts].map(s => s.src.replace(location.origin, ''));"
         ) == ["/static/dashboard.js"]
         assert _refused(browser) == []
+
+
+def test_dashboard_storage_serves_every_run_of_the_service_as_it_starts(browser, tmp_path):
+    """``pbt dashboard --storage`` (the default folder, ~/pbt-runs, not there yet) on the head: the
+    open index shows each run a job starts under it without a reload, with the store's status (a
+    stopped one too), and a run's page follows its training."""
+    from selenium.webdriver.common.by import By
+
+    home = tmp_path / "head-home"
+    home.mkdir()
+    storage = home / "pbt-runs"
+    dashboard = subprocess.Popen([str(Path(sys.executable).parent / "pbt"), "dashboard", "--storage", "--port", "0"],
+                                 cwd=tmp_path, env={**os.environ, "HOME": str(home)},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = None
+    try:
+        url = dashboard.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), dashboard.communicate(timeout=10)
+        assert storage.is_dir()
+        browser.get(url)
+        assert _index_rows(browser) == [] and "none yet" in browser.find_element(By.ID, "runs").text
+        browser.execute_script("window.__stillTheSamePage = 42;")
+
+        stopped = ToyRunWriter(storage / "stopped", steps=40)
+        stopped.advance()
+        stopped.store.finish("stopped")
+        stopped.store.close()
+        writer = ToyRunWriter(storage / "training", steps=40)
+        writer.advance()
+        _wait(browser, lambda d: _index_rows(d) == [["pbt-runs/stopped", "stopped"], ["pbt-runs/training", "running"]],
+              timeout=REFRESH_SECONDS + 20)
+        assert browser.execute_script("return window.__stillTheSamePage;") == 42  # never reloaded
+
+        browser.find_element(By.LINK_TEXT, "pbt-runs/training").click()
+        _wait(browser, lambda d: _member_steps(d) == ["4", "4", "4"])
+        for _ in range(3):
+            writer.advance()
+        _wait(browser, lambda d: _member_steps(d) == ["16", "16", "16"], timeout=REFRESH_SECONDS + 20)
+        assert _refused(browser) == []
+    finally:
+        dashboard.kill()
+        dashboard.communicate(timeout=10)
+        if writer is not None:
+            writer.finish()

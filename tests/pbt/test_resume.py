@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -18,7 +19,7 @@ from trainables import toy_raw
 
 from pbt.api import resume, run
 from pbt.config import load_config, parse_config
-from models.errors import StoreError
+from models.errors import RunStopped, StoreError
 from search.store import HP_PREFIX, hparam_names, load_run
 
 TIMES = ("wall_seconds", "train_seconds")
@@ -172,6 +173,30 @@ def test_resume_after_sigkill_has_no_duplicate_and_no_missing_results(ray_cluste
     assert _timeless(summary) == _timeless(whole)
     assert (load_run(tmp_path / "whole").results.drop(columns=list(TIMED_COLUMNS))
             .equals(load_run(tmp_path / "killed").results.drop(columns=list(TIMED_COLUMNS))))
+
+
+def test_a_stopped_run_snapshots_all_it_did_says_stopped_and_resumes_to_the_uninterrupted_summary(
+        ray_session, tmp_path):
+    """``stop`` (what ``pbt stop`` sets through SIGTERM): unlike a kill, the final snapshot holds
+    every result the run stored, so a resume redoes nothing."""
+    path = tmp_path / "slow.toml"
+    path.write_text(SLOW_TOY.format(steps=80, synchronous="true"))
+    stop = threading.Event()
+
+    def stop_midway(progress) -> None:
+        if progress.steps_done >= 80:
+            stop.set()
+
+    with pytest.raises(RunStopped):
+        run(load_config(path), strategy="pbt", seed=11, out=tmp_path / "stopped", workers=2,
+            on_progress=stop_midway, stop=stop)
+    progress = _progress(tmp_path / "stopped" / "run.db")
+    assert load_run(tmp_path / "stopped").info["status"] == "stopped"
+    assert 80 <= progress.durable == progress.stored < 4 * 80 and progress.exploits_past == 0
+    summary = resume(tmp_path / "stopped", workers=2)
+    _assert_complete(tmp_path / "stopped", summary, population=4, steps=80, eval_every=4)
+    whole = run(load_config(path), strategy="pbt", seed=11, out=tmp_path / "whole", workers=2)
+    assert _timeless(summary) == _timeless(whole)
 
 
 def test_asynchronous_pbt_resumes_after_sigkill_complete_within_budget_and_with_a_consistent_lineage(

@@ -6,17 +6,14 @@ and a custom trainable that only the driver's source directory has, through Ray'
 alone. Every search runs in a driver subprocess, ``pbt run|compare --address ...``, whose environment
 lacks ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` (the join itself must keep a loopback cluster on loopback).
 
-The head and the node run in sessions of their own, beside the suite's one Ray session, and are
-killed by session even when a test fails.
+The head and the node run in sessions of their own (``ray_processes``), killed even when a test fails.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,16 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import ray
+from ray_processes import clean_env, free_port, start_ray, stop_session
 
 from search.store import load_run
 from workers.cluster import LOOPBACK_ENV
 
 BIN = Path(sys.executable).parent
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-START_TIMEOUT_S = 90
 LAB_MODULE = '''\
 """A custom trainable that only the driver's source directory has: it reports where it ran."""
 import importlib.util
@@ -107,18 +103,6 @@ eval_every = 100
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """This machine's environment without Ray's settings or the suite's PYTHONPATH, with ``home``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "PYTHONPATH"}
-    return {**env, "HOME": str(home), **extra}
-
-
 @pytest.fixture(scope="session")
 def node_venv(request) -> Path:
     """A virtualenv holding only ray and numpy (the driver's versions), built once and cached."""
@@ -147,35 +131,6 @@ class LoopbackCluster:
     node_prefix: str  # sys.prefix of the worker node's Python
 
 
-def _start_ray(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
-    """``ray start ... --block`` in a session of its own; returns once it says it is up."""
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while "Ray runtime started" not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            _stop_session(process)
-            pytest.fail(f"{command[:3]} did not come up:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    return process
-
-
-def _stop_session(process: subprocess.Popen) -> None:
-    """SIGKILL every process of ``process``'s session: ``ray start`` and all it started (on SIGTERM
-    they take more than 15 s here, and nothing of theirs outlives the test's temporary directory)."""
-    members = []
-    for p in psutil.process_iter():
-        try:
-            if os.getsid(p.pid) == process.pid:
-                p.kill()
-                members.append(p)
-        except (OSError, psutil.Error):
-            continue
-    psutil.wait_procs(members, timeout=10)
-    process.poll()
-
-
 @pytest.fixture(scope="module")
 def loopback_cluster(node_venv, tmp_path_factory):
     """A head (no CPUs) and one 2-CPU worker node from ``node_venv``, on loopback, with a token."""
@@ -185,22 +140,22 @@ def loopback_cluster(node_venv, tmp_path_factory):
     (home / ".ray").mkdir()
     (home / ".ray" / "auth_token").write_text(token)
     (home / ".ray" / "auth_token").chmod(0o600)
-    port = _free_port()
+    port = free_port()
     head = node = None
     try:
-        head = _start_ray(
+        head = start_ray(
             [str(BIN / "ray"), "start", "--head", "--port", str(port), "--num-cpus", "0", "--block",
              "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(root / "ray"),
-             "--dashboard-agent-listen-port", str(_free_port())],
-            _clean_env(home, **{LOOPBACK_ENV: "0"}), root, root / "head.log")
-        node = _start_ray([str(node_venv / "bin" / "python"), "-c", NODE_SCRIPT, f"127.0.0.1:{port}",
+             "--dashboard-agent-listen-port", str(free_port())],
+            clean_env(home, **{LOOPBACK_ENV: "0"}), root, root / "head.log")
+        node = start_ray([str(node_venv / "bin" / "python"), "-c", NODE_SCRIPT, f"127.0.0.1:{port}",
                            str(root / "ray")],
-                          _clean_env(home, RAY_AUTH_MODE="token", **{LOOPBACK_ENV: "0"}), root, root / "node.log")
+                          clean_env(home, RAY_AUTH_MODE="token", **{LOOPBACK_ENV: "0"}), root, root / "node.log")
         yield LoopbackCluster(f"127.0.0.1:{port}", home, token, root, str(node_venv))
     finally:
         for process in (node, head):
             if process is not None:
-                _stop_session(process)
+                stop_session(process)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -235,7 +190,7 @@ def test_the_node_has_neither_the_project_nor_scikit_learn(node_venv, tmp_path):
     modules = ("models", "sklearn", "lab_trainables")
     probe = f"import importlib.util as u; print([u.find_spec(m) is None for m in {modules}])"
     done = subprocess.run([str(node_venv / "bin" / "python"), "-c", probe], cwd=tmp_path,
-                          env=_clean_env(tmp_path), capture_output=True, text=True, timeout=60)
+                          env=clean_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[True, True, True]", done.stderr
 
 
@@ -244,7 +199,7 @@ def test_run_joins_a_head_by_its_loopback_address_and_ships_a_trainable_only_the
     config = _lab_config(tmp_path, loopback_cluster)
     done, _ = _driver(["run", str(config), "--strategy", "random", "--workers", "2", "--quiet", "--out",
                        str(tmp_path / "run"), "--address", loopback_cluster.address],
-                      _clean_env(loopback_cluster.home), tmp_path)  # the token from ~/.ray/auth_token
+                      clean_env(loopback_cluster.home), tmp_path)  # the token from ~/.ray/auth_token
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_trained_on_the_bare_node(tmp_path / "run", members=4)
 
@@ -255,7 +210,7 @@ def test_compare_ships_the_trainable_too(loopback_cluster, tmp_path):
     no_token_home.mkdir()
     done, _ = _driver(["compare", str(config), "--strategies", "random,pbt", "--seeds", "1", "--workers", "2",
                        "--quiet", "--out", str(tmp_path / "cmp"), "--address", loopback_cluster.address],
-                      _clean_env(no_token_home, RAY_AUTH_TOKEN=loopback_cluster.token), tmp_path)
+                      clean_env(no_token_home, RAY_AUTH_TOKEN=loopback_cluster.token), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     for strategy in ("random", "pbt"):
         (run_dir,) = (tmp_path / "cmp").glob(f"*{strategy}*")
@@ -265,7 +220,7 @@ def test_compare_ships_the_trainable_too(loopback_cluster, tmp_path):
 def test_auto_finds_the_head_and_digits_trains_on_a_node_without_scikit_learn(loopback_cluster, tmp_path):
     config = tmp_path / "digits.toml"
     config.write_text(DIGITS_CONFIG)
-    env = _clean_env(loopback_cluster.home, RAY_TMPDIR=str(loopback_cluster.ray_tmpdir))
+    env = clean_env(loopback_cluster.home, RAY_TMPDIR=str(loopback_cluster.ray_tmpdir))
     done, _ = _driver(["run", str(config), "--strategy", "random", "--workers", "2", "--quiet", "--out",
                        str(tmp_path / "run"), "--address", "auto"], env, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -278,7 +233,7 @@ def test_auto_finds_the_head_and_digits_trains_on_a_node_without_scikit_learn(lo
 def test_a_driver_without_the_right_token_is_refused_in_one_line(loopback_cluster, tmp_path, token, state):
     empty_home = tmp_path / "home"
     empty_home.mkdir()
-    env = _clean_env(empty_home) if token is None else _clean_env(empty_home, RAY_AUTH_TOKEN=token)
+    env = clean_env(empty_home) if token is None else clean_env(empty_home, RAY_AUTH_TOKEN=token)
     done, seconds = _driver(["run", str(_lab_config(tmp_path, loopback_cluster)), "--quiet", "--out",
                              str(tmp_path / "run"), "--address", loopback_cluster.address], env, tmp_path, timeout=60)
     assert done.returncode == 2 and seconds < 20
@@ -296,16 +251,16 @@ def test_a_cluster_without_token_authentication_is_joined_by_a_driver_that_has_a
     (home / ".ray").mkdir(parents=True)
     (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
     done, _ = _driver(["run", str(EXAMPLES / "toy.toml"), "--strategy", "random", "--workers", "2", "--quiet",
-                       "--out", str(tmp_path / "run"), "--address", ray_cluster.address], _clean_env(home), tmp_path)
+                       "--out", str(tmp_path / "run"), "--address", ray_cluster.address], clean_env(home), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["budget_steps"] == 2 * 200
 
 
 def test_a_closed_port_fails_in_one_line_within_seconds(tmp_path):
-    port = _free_port()  # nothing listens there once the probe socket is closed
+    port = free_port()  # nothing listens there once the probe socket is closed
     done, seconds = _driver(["run", str(EXAMPLES / "toy.toml"), "--quiet", "--out",
                              str(tmp_path / "run"), "--address", f"127.0.0.1:{port}"],
-                            _clean_env(tmp_path), tmp_path, timeout=60)
+                            clean_env(tmp_path), tmp_path, timeout=60)
     assert done.returncode == 2 and seconds < 20, (seconds, done.stderr[-2000:])
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"pbt: error: address: nothing listens at 127.0.0.1:{port}")
@@ -323,7 +278,7 @@ def test_a_trainable_package_named_like_one_of_ours_is_one_line(on_path, tmp_pat
     (package / "mynet.py").write_text("class Net:\n    pass\n")
     config = tmp_path / "mine.toml"
     config.write_text(LAB_CONFIG.format(node_prefix="-").replace("lab_trainables:WhereToy", "models.mynet:Net"))
-    env = _clean_env(tmp_path)
+    env = clean_env(tmp_path)
     done = subprocess.run([str(BIN / "pbt"), "run", str(config), "--quiet", "--out", str(tmp_path / "run")],
                           cwd=tmp_path / "driver_src", capture_output=True, text=True, timeout=60,
                           env={**env, "PYTHONPATH": str(tmp_path / "driver_src")} if on_path else env)

@@ -132,6 +132,7 @@ def test_an_embedded_ray_listens_on_loopback_only(way, config, tmp_path):
     assert process.returncode == 0, err
     names = " ".join(sockets)
     assert "gcs_server" in names and "raylet" in names, sockets  # the check saw Ray's own servers
+    assert "DashboardAgent" in names, sockets  # and ray[default]'s agent (its gRPC, HTTP and metrics ports)
     exposed = {name: hosts for name, hosts in sockets.items() if not all(_is_loopback(h) for h in hosts)}
     assert not exposed, f"listening beyond loopback: {exposed}"
 
