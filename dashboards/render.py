@@ -14,7 +14,7 @@ from html import escape
 from importlib import resources
 from typing import Any
 
-from search.store import HP_PREFIX, RunData, best_member, exploits, hparam_names, schedule
+from search.store import HP_PREFIX, RunData, best_member, exploits, hparam_names, member_ranking, schedule
 
 STATIC = resources.files("dashboards") / "static"
 STYLE = (STATIC / "dashboard.css").read_text(encoding="utf-8")
@@ -111,19 +111,20 @@ def info_table(run: RunData) -> str:
     return table(["", "value"], rows, text_columns=["", "value"])
 
 
-def members_table(run: RunData) -> str:
-    """One row per member: status, step, latest objective, current hyperparameters, error."""
-    frame = run.members
-    names = hparam_names(frame)
-    columns = ["member", "status", "step", "objective", *names, "error"]
+def members_table(run: RunData, limit: int | None = None) -> str:
+    """One row per member, best first (``search.store.member_ranking``, so ``mode``-aware): rank,
+    member, status, step, latest objective, current hyperparameters, error. Only the first
+    ``limit`` rows when given."""
+    records = {int(record["member"]): record for record in run.members.to_dict("records")}
+    names = hparam_names(run.members)
+    columns = ["rank", "member", "status", "step", "objective", *names, "error"]
     best = best_member(run)
     rows, classes = [], []
-    for record in frame.to_dict("records"):
-        rows.append([record.get("member"), record.get("status"), record.get("step"),
-                     record.get("objective"), *(record.get(HP_PREFIX + n) for n in names),
-                     record.get("error")])
-        classes.append("best" if record.get("member") == best else
-                       "failed" if record.get("status") == "failed" else "")
+    for rank, member in enumerate(member_ranking(run)[:limit], start=1):
+        record = records[member]
+        rows.append([rank, member, record.get("status"), record.get("step"), record.get("objective"),
+                     *(record.get(HP_PREFIX + n) for n in names), record.get("error")])
+        classes.append("best" if member == best else "failed" if record.get("status") == "failed" else "")
     return table(columns, rows, text_columns=["status", "error"], row_classes=classes)
 
 
@@ -133,9 +134,12 @@ def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "; ".join(changed) or "unchanged"
 
 
-def exploits_table(run: RunData) -> str:
-    """One row per exploit: when, who copied whom, both objectives, the hyperparameter changes."""
+def exploits_table(run: RunData, limit: int | None = None) -> str:
+    """One row per exploit in the order they happened: when, who copied whom, both objectives, the
+    hyperparameter changes. Only the latest ``limit`` when given."""
     frame = exploits(run)
+    if limit is not None:
+        frame = frame.tail(limit)
     columns = ["step", "member", "donor", "donor step", "member objective", "donor objective",
                "hyperparameters (old → new)"]
     rows = [

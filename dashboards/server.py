@@ -1,9 +1,10 @@
 """``pbt dashboard``: a live web dashboard of runs on the standard library's ``ThreadingHTTPServer``.
 
 Pages: ``/`` lists the runs under the given directories; ``/run?id=ID`` shows one run's figures and
-tables; ``/compare?id=A&id=B`` overlays several runs. Each page polls a small JSON endpoint
-(``/api/...``) every 2 s and swaps in new tables and figure URLs when the run's version changes, so
-it follows a run in progress without reloading.
+tables (its best ``TOP_MEMBERS`` members and latest ``LATEST_EXPLOITS`` exploits, with a link to the
+rest: ``&members=all``, ``&exploits=all``); ``/compare?id=A&id=B`` overlays several runs. Each page
+polls a small JSON endpoint (``/api/...``) every 2 s and swaps in new tables and figure URLs when the
+run's version changes, so it follows a run in progress without reloading.
 
 It only reads, and spares a running search: ``load_run`` opens ``run.db`` with a read-only URI, and
 a run is re-read only when its files' sizes or modification times change (the *version*), and at
@@ -41,7 +42,7 @@ from dashboards.render import (
 )
 from dashboards.throttle import RateLimit
 from models.errors import ConfigError, PBTError
-from search.store import DB_NAME, SUMMARY_NAME, RunData, load_run
+from search.store import DB_NAME, SUMMARY_NAME, RunData, exploits, load_run
 
 POLL_MS = 2000
 # A run is re-read (its figures redrawn), and the index walked, at most this often. Drawing a run's
@@ -244,6 +245,32 @@ class NotFound(Exception):
     """The request names no page, run or figure the dashboard has."""
 
 
+class BadRequest(Exception):
+    """A query parameter the dashboard knows, with a value it does not (the message says which)."""
+
+
+TOP_MEMBERS = 20  # the run page's members table: the best this many, unless asked for all
+LATEST_EXPLOITS = 20  # and its exploits table: the latest this many
+LIMITS = {"members": TOP_MEMBERS, "exploits": LATEST_EXPLOITS}
+
+
+def shown_in_full(query: dict[str, list[str]]) -> frozenset[str]:
+    """The run page's tables asked for in full: ``members=all``, ``exploits=all`` (``BadRequest``
+    for another value)."""
+    full = set()
+    for name in LIMITS:
+        values = query.get(name, [])
+        if values == ["all"]:
+            full.add(name)
+        elif values:
+            raise BadRequest(f"{name}: must be 'all', got {', '.join(map(repr, values))}")
+    return frozenset(full)
+
+
+def _run_query(run_id: str, full: frozenset[str]) -> str:
+    return "&".join([f"id={quote(run_id)}", *(f"{name}=all" for name in LIMITS if name in full)])
+
+
 class DashboardHandler(BaseHTTPRequestHandler):
     """GET-only routes; everything it sends is built from escaped strings."""
 
@@ -274,6 +301,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
             handler(query)
         except NotFound:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+        except BadRequest as exc:
+            self._send(HTTPStatus.BAD_REQUEST, f"{exc}\n".encode(), "text/plain; charset=utf-8")
         except PBTError as exc:
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n".encode(), "text/plain; charset=utf-8")
 
@@ -355,15 +384,21 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self._json({"version": version, "html": {"runs": html}, "img": {}})
 
     # -- one run ---------------------------------------------------------------------------------
-    def _run_state_dict(self, run_id: str, loaded: Loaded) -> dict:
+    def _run_state_dict(self, run_id: str, loaded: Loaded, full: frozenset[str]) -> dict:
         run = loaded.run
         status = escape(str(run.info.get("status")))
+        members = None if "members" in full else TOP_MEMBERS
+        latest = None if "exploits" in full else LATEST_EXPLOITS
         return {
             "version": loaded.version,
             "html": {
                 "status": f'<span class="status-{status}">{status}</span>',
-                "info": info_table(run), "members": members_table(run),
-                "exploits": exploits_table(run), "schedule": schedule_table(run),
+                "info": info_table(run),
+                "members": self._shown("members", len(run.members), run_id, full, "best")
+                + members_table(run, members),
+                "exploits": self._shown("exploits", len(exploits(run)), run_id, full, "latest")
+                + exploits_table(run, latest),
+                "schedule": schedule_table(run),
             },
             "img": {
                 f"fig-{name}": f"/figure?id={quote(run_id)}&name={name}&v={loaded.version}"
@@ -371,10 +406,27 @@ class DashboardHandler(BaseHTTPRequestHandler):
             },
         }
 
+    @staticmethod
+    def _shown(name: str, total: int, run_id: str, full: frozenset[str], order: str) -> str:
+        """The line above a table that may be cut: how many rows it shows, and a link to the rest
+        (or back)."""
+        limit = LIMITS[name]
+        if total <= limit:
+            return ""
+        if name in full:
+            href, text = f"/run?{_run_query(run_id, full - {name})}", f"show the {order} {limit} only"
+            shown = f"all {total:,} {name}"
+        else:
+            href, text = f"/run?{_run_query(run_id, full | {name})}", f"show all {total:,}"
+            shown = f"the {order} {limit} of {total:,} {name}"
+        return (f'<p class="muted shown">{escape(shown)}: <a class="show-{name}" '
+                f'href="{escape(href)}">{escape(text)}</a></p>')
+
     def _run_page(self, query: dict) -> None:
         run_id, run_dir = self._run_dir(query)
+        full = shown_in_full(query)
         loaded = self.server.cache.load(run_dir)
-        state = self._run_state_dict(run_id, loaded)
+        state = self._run_state_dict(run_id, loaded, full)
         parts = state["html"]
         figures = "".join(
             f'<img class="figure" id="{escape(key)}" alt="{escape(key)}" src="{escape(url)}">'
@@ -390,11 +442,12 @@ class DashboardHandler(BaseHTTPRequestHandler):
             f'<h2>Exploits</h2><div id="exploits">{parts["exploits"]}</div>'
             f"<h2>Config</h2>{config_block(loaded.run)}"
         )
-        self._html(f"pbt dashboard: {run_id}", body, f"/api/run?id={quote(run_id)}", loaded.version)
+        self._html(f"pbt dashboard: {run_id}", body, f"/api/run?{_run_query(run_id, full)}", loaded.version)
 
     def _run_state(self, query: dict) -> None:
         run_id, run_dir = self._run_dir(query)
-        self._json(self._run_state_dict(run_id, self.server.cache.load(run_dir)))
+        full = shown_in_full(query)
+        self._json(self._run_state_dict(run_id, self.server.cache.load(run_dir), full))
 
     def _figure(self, query: dict) -> None:
         run_id, run_dir = self._run_dir(query)

@@ -161,14 +161,16 @@ class PBTStrategy(Strategy):
             return tournament(member, ranked, scores, self.rng)
         return truncation_donor(member, ranked, scores, self.settings.fraction, self.rng)
 
-    def _exploit(self, member: int, donor: int, donor_hparams: Mapping[str, Any]) -> Exploit:
-        """Explore the donor's hyperparameters; ``member`` holds the donor's state, not yet evaluated."""
+    def _exploit(self, member: int, donor: int, donor_hparams: Mapping[str, Any],
+                 donor_history: Sequence[float]) -> Exploit:
+        """Explore the donor's hyperparameters; ``member`` holds the donor's state, not yet evaluated,
+        and the history of its scores."""
         hparams, ops = explore(donor_hparams, self.space, self.rng,
                                resample_probability=self.settings.resample_probability,
                                perturb_factors=self.settings.perturb_factors)
         receiver = self._members[member]
         receiver.hparams, receiver.score, receiver.exploited_at = hparams, None, receiver.step
-        receiver.history = list(self._members[donor].history)
+        receiver.history = list(donor_history)
         return Exploit(member, donor, dict(hparams), ops)
 
     def _fitness(self, member: _Member, latest: float) -> float:
@@ -206,7 +208,8 @@ class PBTStrategy(Strategy):
             scores[member] = self._fitness(self._members[member], self._members[member].score)
             donor = self._donor(member, ranking(scores, self.rng), scores)
             if donor is not None:
-                decisions.append(self._exploit(member, donor, self._members[donor].hparams))
+                decisions.append(self._exploit(member, donor, self._members[donor].hparams,
+                                               self._members[donor].history))
                 del scores[member]
             self._members[member].status = "idle"
         self._ready.clear()
@@ -254,12 +257,13 @@ class PBTStrategy(Strategy):
         """
         waiting = self._waiting(boundary)
         ranked = ranking(scores, self.rng)
-        hparams = {m: dict(self._members[m].hparams) for m in waiting}
+        hparams = {m: dict(self._members[m].hparams) for m in waiting}  # at the boundary, before any exploit
+        history = {m: list(self._members[m].history) for m in waiting}
         chosen = []
         for member in waiting:
             donor = self._donor(member, ranked, scores)
             if donor is not None:
-                chosen.append(self._exploit(member, donor, hparams[donor]))
+                chosen.append(self._exploit(member, donor, hparams[donor], history[donor]))
         for member in waiting:
             self._members[member].status = "idle"
         position = {m: i for i, m in enumerate(ranked)}

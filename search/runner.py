@@ -89,7 +89,7 @@ class _Call:
     items: list[_Item]
 
 
-@dataclass
+@dataclass(eq=False)  # one object per member: compared by identity
 class _Member:
     member: int
     seed: int
@@ -278,17 +278,17 @@ class Runner:
         would exceed its training time (``_call_periods``), split evenly over the members it takes."""
         ready_ids = {w.id for w in ready}
         free = sum(max(0, self.max_inflight - len(self.queues.get(w.id, ()))) for w in ready)
-        waiting = sum(m.segment is not None and m.status == "running" and m.planned() < m.segment.end
-                      for m in self.members.values())
+        waiting = [m for _, m in sorted(self.members.items())
+                   if m.segment is not None and m.status == "running" and m.planned() < m.segment.end]
         if not free or not waiting:
             return
         queued = {w.id: sum(i.steps for c in self.queues.get(w.id, ()) for i in c.items if not i.discard)
                   for w in ready}
         barrier = all(not self.queues.get(w.id) for w in ready)  # all idle (a barrier, the start)
         if barrier:  # one call each, however short: the population waits for all of them
-            share = math.ceil(waiting / len(ready))
+            share = math.ceil(len(waiting) / len(ready))
         else:  # keep a call queued behind the running one, so the next results' turnaround hides
-            share = math.ceil(waiting / free)
+            share = math.ceil(len(waiting) / free)
         for depth in range(self.max_inflight):
             for worker in ready:
                 if len(self.queues.setdefault(worker.id, [])) != depth:
@@ -298,7 +298,7 @@ class Runner:
                     continue  # it has its part of the work queued already
                 chosen: list[_Member] = []
                 while len(chosen) < (share if periods is None or barrier else min(share, periods)):
-                    m = self._pick(worker.id, ready_ids, idle=depth == 0, exclude=chosen)
+                    m = self._pick(waiting, worker.id, ready_ids, idle=depth == 0, exclude=chosen)
                     if m is None:
                         break
                     chosen.append(m)
@@ -306,15 +306,17 @@ class Runner:
                     each = 1 if periods is None else max(1, periods // len(chosen))
                     queued[worker.id] += self._submit(chosen, worker, each * self.budget.eval_every)
 
-    def _pick(self, worker_id: str, ready_ids: set[str], idle: bool, exclude: list[_Member]) -> _Member | None:
-        """The member ``worker_id`` should train next: the least advanced (so the population moves
-        together, as asynchronous PBT compares members at about the same step, the way Ray Tune
+    def _pick(self, waiting: list[_Member], worker_id: str, ready_ids: set[str], idle: bool,
+              exclude: list[_Member]) -> _Member | None:
+        """Of the ``waiting`` members (in id order), the one ``worker_id`` should train next: the
+        least advanced (so the population moves together, as asynchronous PBT compares members at
+        about the same step, the way Ray Tune
         runs the trial with the fewest iterations first); among equals, the one it is already
         training, then the ones it ran last, then those whose worker is gone, then those of busy
         workers (if ``worker_id`` is idle, or their worker is full)."""
         best, best_key = None, (math.inf, 4)
-        for _, m in sorted(self.members.items()):
-            if m.segment is None or m.status != "running" or m.planned() >= m.segment.end or m in exclude:
+        for m in waiting:
+            if m.planned() >= m.segment.end or m in exclude:  # queued in full since the list was made
                 continue
             if m.calls:
                 rank = 0 if m.calls[-1].worker == worker_id else 4  # a member's calls stay on one worker

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -118,40 +118,46 @@ def write_toy_run(run_dir: Path, **kwargs) -> ToyRunWriter:
 
 def write_scripted_run(
     run_dir: Path, *, population: int, steps: int, eval_every: int,
-    exploits: list[tuple[int, int, int, int]] = (), hparams: dict | None = None,
+    exploits: list[tuple[int, int, int, int]] = (), hparams: dict | Callable[[int, int], dict] | None = None,
     space: dict | None = None, objective=lambda member, step: member + step / 100,
-    errors: dict[int, str] | None = None, config_extra: dict | None = None,
+    errors: dict[int, str] | None = None, config_extra: dict | None = None, mode: str = "max",
 ) -> Path:
     """A run whose story is given: ``exploits`` as ``(step, member, donor, donor_step)`` in the order
-    they happen, results of ``objective(member, step)``, optional member ``errors``; through ``RunStore``.
+    they happen, results of ``objective(member, step)``, ``hparams`` (or ``hparams(member, step)``),
+    optional member ``errors``; through ``RunStore``.
     """
-    hparams = hparams or {"lr": 0.1}
+    fixed = hparams or {"lr": 0.1}
+    hparams_at = fixed if callable(fixed) else (lambda member, step: fixed)
     space = space or {"lr": {"loguniform": [1e-4, 1.0]}}
-    config = {"objective": "val_accuracy", "mode": "max", "trainable": {"name": "mlp"}, "space": space,
+    config = {"objective": "val_accuracy", "mode": mode, "trainable": {"name": "mlp"}, "space": space,
               **(config_extra or {})}
     store = RunStore.create(run_dir, config=config, strategy="pbt", seed=0, population=population,
-                            steps_per_member=steps, eval_every=eval_every, objective="val_accuracy", mode="max")
-    for m in range(population):
-        store.add_event(0.0, "start", m, 0, {"hparams": hparams})
+                            steps_per_member=steps, eval_every=eval_every, objective="val_accuracy", mode=mode)
+    with store.batch():
+        for m in range(population):
+            store.add_event(0.0, "start", m, 0, {"hparams": hparams_at(m, 0)})
     pending = list(exploits)
     for step in range(eval_every, steps + 1, eval_every):
         store.add_results([
             {"member": m, "step": step, "objective": objective(m, step),
              "metrics": {"val_accuracy": objective(m, step), "test_accuracy": objective(m, step) / 2},
-             "hparams": hparams, "worker": "worker-0", "node": "127.0.0.1",
+             "hparams": hparams_at(m, step), "worker": "worker-0", "node": "127.0.0.1",
              "wall_time": step + m / 10, "train_seconds": 0.01}
             for m in range(population)
         ])
-        while pending and pending[0][0] == step:
-            at, member, donor, donor_step = pending.pop(0)
-            store.add_event(float(step), "exploit", member, at, {
-                "donor": donor, "donor_step": donor_step, "member_objective": objective(member, at),
-                "donor_objective": objective(donor, donor_step), "old_hparams": hparams, "new_hparams": hparams,
-            })
-    for m in range(population):
-        error = (errors or {}).get(m)
-        store.put_member(m, status="failed" if error else "finished", step=steps,
-                         objective=objective(m, steps), hparams=hparams, error=error)
+        with store.batch():
+            while pending and pending[0][0] == step:
+                at, member, donor, donor_step = pending.pop(0)
+                store.add_event(float(step), "exploit", member, at, {
+                    "donor": donor, "donor_step": donor_step, "member_objective": objective(member, at),
+                    "donor_objective": objective(donor, donor_step), "old_hparams": hparams_at(member, at),
+                    "new_hparams": hparams_at(member, at + eval_every),
+                })
+    with store.batch():
+        for m in range(population):
+            error = (errors or {}).get(m)
+            store.put_member(m, status="failed" if error else "finished", step=steps,
+                             objective=objective(m, steps), hparams=hparams_at(m, steps), error=error)
     store.finish("finished")
     store.close()
     return run_dir

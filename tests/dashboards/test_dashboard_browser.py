@@ -1,5 +1,6 @@
-"""The dashboard in a real headless Chromium, following a run that is still being written, under
-the server's Content-Security-Policy (the polling script is a file; nothing inline may run).
+"""The dashboard in a real headless Chromium, following a run that is still being written, and on a
+1,024-member run, under the server's Content-Security-Policy (the polling script is a file; nothing
+inline may run).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package: skipped without
 them locally, a failure when ``CI`` is set.
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_runs import ToyRunWriter, serving, write_toy_run
-from dashboards.server import REFRESH_SECONDS
+from dashboard_runs import ToyRunWriter, serving, write_scripted_run, write_toy_run
+from dashboards.server import LATEST_EXPLOITS, REFRESH_SECONDS, TOP_MEMBERS
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -75,7 +76,14 @@ def _loaded(driver, image_id: str) -> bool:
 
 def _member_steps(driver) -> list[str]:
     return driver.execute_script(
-        "return [...document.querySelectorAll('#members tbody tr')].map(r => r.cells[2].textContent);")
+        "return [...document.querySelectorAll('#members tbody tr')].map(r => r.cells[3].textContent);")
+
+
+def _member_rows(driver) -> list[list[str]]:
+    """Rank and member of each row of the members table."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#members tbody tr')]"
+        ".map(r => [r.cells[0].textContent, r.cells[1].textContent]);")
 
 
 def _refused(driver) -> list[str]:
@@ -124,3 +132,39 @@ def test_dashboard_follows_a_run_in_progress_without_reloading(browser, tmp_path
             assert _refused(browser) == []
     finally:
         writer.finish()
+
+
+def test_a_1024_member_run_reads_at_a_glance_best_members_first_every_member_on_request(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    population, steps, every = 1024, 40, 4
+    objective = lambda m, s: ((m * 37 + s) % 1009) / 1000 + s / 10  # noqa: E731
+    exploits = [(step, m, (m * 31 + step) % 256, step)
+                for step in range(8, steps, 8) for m in range(256, population) if m % 4 == step // 8 % 4]
+    write_scripted_run(tmp_path / "runs" / "big", population=population, steps=steps, eval_every=every,
+                       objective=objective, exploits=exploits,
+                       hparams=lambda m, s: {"lr": 10.0 ** (-4 + 4 * ((m * 7 + s) % 97) / 97)})
+    ranked = sorted(range(population), key=lambda m: (-objective(m, steps), m))
+    with serving([tmp_path / "runs"]) as server:
+        browser.get(server.url + "run?id=runs/big")
+        assert _member_rows(browser) == [[str(i + 1), str(m)] for i, m in enumerate(ranked[:TOP_MEMBERS])]
+        _wait(browser, lambda d: all(_loaded(d, f"fig-{name}") for name in ("objective", "hparams", "lineage")))
+        sizes = browser.execute_script(
+            "return Object.fromEntries([...document.images].map(i => [i.id, i.naturalHeight]));")
+        assert sizes["fig-lineage"] < 1000  # collapsed to ~15 rows, not a row per member (2,000 px)
+
+        browser.find_element(By.CSS_SELECTOR, "#members a.show-members").click()
+        _wait(browser, lambda d: len(_member_rows(d)) == population)
+        assert _member_rows(browser) == [[str(i + 1), str(m)] for i, m in enumerate(ranked)]
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#exploits tbody tr")) == LATEST_EXPLOITS
+        browser.find_element(By.CSS_SELECTOR, "#exploits a.show-exploits").click()
+        _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#exploits tbody tr")) == len(exploits))
+        assert len(_member_rows(browser)) == population  # showing every exploit kept every member
+        _wait(browser, lambda d: _loaded(d, "fig-lineage"))
+
+        browser.find_element(By.CSS_SELECTOR, "#members a.show-members").click()  # back to the best
+        _wait(browser, lambda d: len(_member_rows(d)) == TOP_MEMBERS)
+        assert browser.execute_script(
+            "return [...document.scripts].map(s => s.src.replace(location.origin, ''));"
+        ) == ["/static/dashboard.js"]
+        assert _refused(browser) == []

@@ -13,7 +13,7 @@ import pytest
 from dashboard_runs import write_scripted_run
 from dashboards.report import write_report
 from models.errors import StoreError
-from search.store import RunStore, exploits, load_run
+from search.store import RunStore, exploits, load_run, member_ranking
 from search.summary import summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -73,7 +73,8 @@ def test_report_embeds_every_figure_and_tables_offline(pbt_run):
     run = load_run(pbt_run)
     info, schedule, members, exploit_rows = doc.tables[:4]
     assert len(members) == 1 + len(run.members)
-    assert members[0][:4] == ["member", "status", "step", "objective"]
+    assert members[0][:5] == ["rank", "member", "status", "step", "objective"]
+    assert [row[1] for row in members[1:]] == [str(m) for m in member_ranking(run)]  # every member, best first
     assert len(exploit_rows) == 1 + len(exploits(run))
     assert [row[0] for row in schedule[1:]] == [str(s) for s, _ in run.summary["best"]["schedule"]]
     assert ["best member", str(run.summary["best"]["member"])] in info

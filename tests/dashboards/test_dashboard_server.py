@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dashboard_runs import ManualClock, ToyRunWriter, serving, write_scripted_run, write_toy_run
-from dashboards.server import REFRESH_SECONDS, make_server
+from dashboards.server import LATEST_EXPLOITS, REFRESH_SECONDS, TOP_MEMBERS, make_server
 from models.errors import ConfigError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -57,6 +57,43 @@ class Tags(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
+
+
+class Rows(HTMLParser):
+    """The body rows (cell texts) of the table inside ``<div id=...>``, and that div's links."""
+
+    def __init__(self, text: str, container: str) -> None:
+        super().__init__()
+        self.container, self.inside, self.cell = container, False, None
+        self.rows: list[list[str]] = []
+        self.links: dict[str, str] = {}
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "div":
+            self.inside = attrs.get("id") == self.container
+        elif self.inside and tag == "tr":
+            self.rows.append([])
+        elif self.inside and tag == "td":
+            self.cell = []
+        elif self.inside and tag == "a":
+            self.links[attrs["class"]] = attrs["href"]
+
+    def handle_endtag(self, tag):
+        if tag == "div":
+            self.inside = False
+        elif tag == "td" and self.cell is not None:
+            self.rows[-1].append("".join(self.cell))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+    @property
+    def body(self) -> list[list[str]]:
+        return [row for row in self.rows if row]  # the header row has no <td>
 
 
 @pytest.fixture
@@ -104,6 +141,46 @@ def test_run_page_state_and_figures(runs):
         assert state["html"]["members"].count("<tr") == 1 + 3
         assert get(server.url + "figure?id=runs/pbt-seed0&name=nope&v=1")[0] == 404
         assert get(server.url + "figure?id=runs/grid-seed0&name=objective&name=toy")[0] == 404
+
+
+def test_run_page_shows_the_best_members_first_and_every_member_on_request(tmp_path):
+    population, steps = 256, 8
+    objective = lambda m, s: ((m * 37) % 101) / 100 + s  # noqa: E731 - members m and m + 101 tie
+    exploits = [(4, m, m + 1, 4) for m in range(0, 60, 2)]
+    write_scripted_run(tmp_path / "big", population=population, steps=steps, eval_every=4, objective=objective,
+                       mode="min", exploits=exploits)
+    ranked = sorted(range(population), key=lambda m: (objective(m, steps), m))  # "min": lowest first, then id
+    with serving([tmp_path / "big"]) as server:
+        page = get(server.url + "run?id=big")[2].decode()
+        members = Rows(page, "members")
+        assert [row[:2] for row in members.body] == [[str(i + 1), str(m)] for i, m in enumerate(ranked[:TOP_MEMBERS])]
+        assert f"the best {TOP_MEMBERS} of 256 members" in page
+        assert members.links == {"show-members": "/run?id=big&members=all"}
+        shown = Rows(page, "exploits")
+        assert [(int(r[0]), int(r[1])) for r in shown.body] == [(s, m) for s, m, _, _ in exploits[-LATEST_EXPLOITS:]]
+        assert shown.links == {"show-exploits": "/run?id=big&exploits=all"}
+
+        everything = get(server.url + "run?id=big&members=all&exploits=all")[2].decode()
+        assert [int(row[1]) for row in Rows(everything, "members").body] == ranked
+        assert len(Rows(everything, "exploits").body) == len(exploits)
+        assert Rows(everything, "members").links == {"show-members": "/run?id=big&exploits=all"}  # back to the best
+        [body] = [attrs for tag, attrs in Tags(everything).tags if tag == "body"]
+        assert body["data-api"] == "/api/run?id=big&members=all&exploits=all"  # polling keeps every row
+        state = json.loads(get(server.url + "api/run?id=big&members=all")[2])
+        assert len(Rows(f'<div id="m">{state["html"]["members"]}</div>', "m").body) == population
+        assert len(Rows(f'<div id="e">{state["html"]["exploits"]}</div>', "e").body) == LATEST_EXPLOITS
+
+        for query in ("members=some", "exploits=all&exploits=all", "members=ALL"):
+            status, kind, text = get(server.url + "run?id=big&" + query)
+            assert status == 400 and kind.startswith("text/plain") and text.count(b"\n") == 1, query
+        assert get(server.url + "api/run?id=big&members=top")[2] == b"members: must be 'all', got 'top'\n"
+
+
+def test_a_small_run_shows_every_member_and_no_link(runs):
+    with serving([runs]) as server:
+        page = get(server.url + "run?id=runs/pbt-seed0")[2].decode()
+        assert len(Rows(page, "members").body) == 3 and Rows(page, "members").links == {}
+        assert "show all" not in page
 
 
 def test_paths_outside_the_given_directories_are_refused(runs, tmp_path):

@@ -326,3 +326,20 @@ def test_bad_construction_is_one_config_error_naming_the_field() -> None:
         strategy(initial=({"h0": 0.5, "h1": 0.5},) * 7)
     with pytest.raises(ConfigError, match=r"^initial\[0\]\.h0: "):
         strategy(initial=({"h0": 2.0, "h1": 0.5},))
+
+
+@pytest.mark.parametrize("window, receiver, donor", [(2, 1, 0), (1, 0, 3)])
+def test_a_member_is_ranked_by_the_best_of_its_last_fitness_window_scores(window: int, receiver: int,
+                                                                           donor: int) -> None:
+    """Member 0 led at step 12 and dipped at 24: judged over two intervals it is still the best,
+    and the weakest member copies it (with its history); judged on its latest score it is replaced."""
+    budget = Budget(population=4, steps=48, eval_every=4)
+    pbt = strategy(0, budget=budget, synchronous=True, burn_in=24, fitness_window=window)
+    pbt.ask(PopulationView(()))
+    for step, scores in ((12, (0.9, 0.5, 0.6, 0.7)), (24, (0.3, 0.5, 0.6, 0.7))):
+        for member, score in enumerate(scores):
+            pbt.tell(SegmentResult(member, step - 12, step, {}, ((step, {"Q": score}),), score))
+        decisions = pbt.ask(PopulationView(()))
+    assert [(d.member, d.donor) for d in decisions if isinstance(d, Exploit)] == [(receiver, donor)]
+    histories = [m["history"] for m in pbt.state_dict()["members"]]
+    assert histories[receiver] == ([0.9, 0.3] if window == 2 else [0.7])  # the donor's

@@ -92,7 +92,7 @@ def test_end_to_end_grid_stays_low_and_pbt_climbs(ray_session, tmp_path: Path) -
         summary = api_run(config, strategy="pbt", seed=seed, out=tmp_path / f"pbt{seed}", workers=2)
         assert summary["budget_steps"] == BUDGET.total_steps
         best.append(summary["best"]["objective"])
-    # real workers' timing decides when the mirror pair first differs, so a seed does not fix
-    # the outcome here; in one check 18 of 20 seeds reached 1.19 (13 of 20 when evaluating every 4)
-    assert max(best) >= 1.19, best
-    assert sum(q > 0.39 for q in best) >= 2, best
+    # real workers' timing decides the asynchronous outcome, so a seed does not fix it here; with the
+    # default burn-in (52 of 200 steps) the quality suite's runs reached 1.108-1.198, grid 0.3897
+    assert max(best) >= 1.18, best
+    assert sum(q > 1.0 for q in best) >= 4, best

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from contextlib import closing
 
@@ -10,7 +11,8 @@ import pytest
 
 from models.errors import StoreError
 from search.store import (
-    RunStore, ancestry, best_member, best_so_far, exploits, load_run, schedule, weight_steps,
+    Lineage, RunStore, ancestry, best_member, best_so_far, exploits, load_run, member_ranking, schedule,
+    weight_steps,
 )
 
 CONFIG = {"objective": "Q", "mode": "max", "space": {"h0": {"uniform": [0.0, 1.0]}}}
@@ -187,6 +189,45 @@ def test_best_member_ranks_failed_members_last_skips_nan_and_breaks_ties_by_id(t
         store.put_member(member, status="failed", step=20, objective=float("nan"), hparams={"h0": 0.5})
     assert best_member(load_run(tmp_path / mode)) == 1  # only failed members left: the best of them
     store.close()
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_member_ranking_puts_the_best_first_failed_after_the_rest_and_nan_last(tmp_path, mode):
+    store = RunStore.create(tmp_path / mode, config=CONFIG, strategy="random", seed=0, population=7,
+                            steps_per_member=20, eval_every=10, objective="Q", mode=mode)
+    sign = 1.0 if mode == "max" else -1.0  # the same story in both modes: higher is better for "max"
+    rows = [(0, "finished", sign * 0.3), (1, "failed", sign * 0.9), (2, "finished", sign * 0.4),
+            (3, "finished", float("nan")), (4, "finished", sign * 0.4), (5, "finished", -sign * math.inf),
+            (6, "failed", sign * 0.1)]
+    for member, status, objective in rows:
+        store.put_member(member, status=status, step=20, objective=objective, hparams={"h0": 0.5})
+    store.close()
+    run = load_run(tmp_path / mode)
+    assert member_ranking(run) == [2, 4, 0, 5, 1, 6, 3]  # 2 ties 4; an infinitely bad score before failures
+    assert best_member(run) == member_ranking(run)[0]
+
+
+def test_one_lineage_follows_every_member_of_a_long_chain_of_exploits(tmp_path):
+    population, every = 40, 10
+    store = _store(tmp_path, population=population)
+    for m in range(population):
+        store.add_event(0.0, "start", m, 0, {"hparams": {"h0": float(m)}})
+    for m in range(1, population):  # m copies m - 1 at step 10 m; then m - 1 copies someone else
+        _exploit(store, float(m), m, every * m, m - 1, every * m, {"h0": float(m)}, {"h0": m / 100})
+    _exploit(store, 99.0, 0, 5 * every, population - 1, 0, {"h0": 0.0}, {"h0": 0.5})  # after 0 was copied
+    store.add_results([_result(m, every * population, 0.5, 0.5) for m in range(population)])
+    store.close()
+    lineage = Lineage(load_run(tmp_path / "run"))
+    end = every * population
+    for member in range(1, population):
+        expected = [(0, 0, every)] + [(k, every * k, every * (k + 1)) for k in range(1, member)]
+        assert [(s.member, s.start, s.end) for s in lineage.ancestry(member)] == expected + [(member, every * member, end)]
+        assert [s.hparams for s in lineage.ancestry(member)][1:] == [{"h0": k / 100} for k in range(1, member + 1)]
+        assert [(s.member, s.start, s.end) for s in lineage.ancestry(member, every * member - 1)] == [
+            (member, 0, every * member - 1)]  # before its exploit: its own weights
+    # member 0 copied the last member (at its step 0) after it had been copied: its own line now
+    assert [(s.member, s.start, s.end) for s in lineage.ancestry(0)] == [(population - 1, 0, 0), (0, 5 * every, end)]
+    assert [(s.member, s.start, s.end) for s in lineage.ancestry(0, 5 * every - 1)] == [(0, 0, 5 * every - 1)]
 
 
 def test_best_so_far_in_min_mode_counts_population_steps_and_skips_infinities(tmp_path):
