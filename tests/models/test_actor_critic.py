@@ -58,6 +58,30 @@ def test_the_environments_state_is_what_makes_the_continuation_exact(env):
     assert not all(np.array_equal(a[k], b[k]) for k in a if k.startswith("param."))
 
 
+@pytest.mark.parametrize("env", ["CartPole-v1", "Acrobot-v1"])
+def test_an_update_learns_from_every_transition_but_the_autoreset_steps(env):
+    """A step that resets an environment ignores its action and links two episodes: the loss sees
+    the n_envs × rollout transitions less those, counted here as the environments step."""
+    t = _mid_episode(env)
+    resets, seen = [], []
+    step, forward = t.envs.step, t.loss.forward
+
+    def counting_step(actions):
+        resets.append(int(np.count_nonzero(t.envs.resetting)))
+        return step(actions)
+
+    def counting_forward(out, actions, advantages, returns):
+        seen.append(len(actions))
+        return forward(out, actions, advantages, returns)
+
+    t.envs.step, t.loss.forward = counting_step, counting_forward
+    for _ in range(20):
+        resets.clear()
+        t.train(1)
+        assert seen[-1] == 4 * 5 - sum(resets)
+    assert len(seen) == 20 and min(seen) < 4 * 5  # some updates had a reset in them
+
+
 def test_evaluation_is_read_only_and_outside_the_training_budget():
     t = ActorCritic({}, 0, **SMALL)
     t.train(3)
