@@ -21,17 +21,17 @@ import json
 import time
 from collections.abc import Callable
 
-Member = tuple[Callable[[], None], Callable[[], float]]  # (train the timed updates, greedy validation return)
-
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from models import ActorCritic
-from models.actor_critic import ADAM_EPS, MAX_GRAD_NORM, POLICY_HEAD_SCALE, VALIDATION_EPISODES, VALIDATION_SEED
+from models.actor_critic import (ADAM_EPS, HPARAM_DEFAULTS, MAX_GRAD_NORM, POLICY_HEAD_SCALE, VALIDATION_EPISODES,
+                                 VALIDATION_SEED)
 from models.environments import make_batch
 
-HPARAMS = {"lr": 7e-4, "entropy_coef": 0.01, "gamma": 0.99, "gae_lambda": 0.95, "value_coef": 0.5}
+HPARAMS = HPARAM_DEFAULTS  # lr 7e-4, entropy_coef 0.01, gamma 0.99, gae_lambda 0.95, value_coef 0.5
 SETTINGS = {"n_envs": 8, "rollout": 8, "hidden": [64, 64]}
+Member = tuple[Callable[[], None], Callable[[], float]]  # (train the timed updates, greedy validation return)
 
 
 def ours(env: str, updates: int) -> Member:
