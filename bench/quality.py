@@ -50,6 +50,8 @@ TASKS = {  # the frozen suite: one example config per task
     "spirals": "spirals.toml",            # greed's trap: a linear boundary scores 0.74 early
     "checkerboard": "checkerboard.toml",  # the payoff comes late
     "nqm": "nqm.toml",                    # a learning-rate schedule beats every constant
+    "cartpole": "cartpole.toml",          # RL (a2c): one lucky run is worth copying
+    "acrobot": "acrobot.toml",            # RL (a2c): a slower environment, a smaller budget
 }
 FAST_TASKS = ("toy", "nqm")
 WIN_SHARE = 0.8  # PBT >= random in at least 4 of 5 paired seeds

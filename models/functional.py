@@ -81,3 +81,34 @@ def squared_error(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarr
     diff = pred - target
     n = pred.shape[0]
     return 0.5 * float(np.sum(diff * diff)) / n, diff / n
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax of each row of ``logits`` (N, K), stable for any logits."""
+    shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
+    return shifted - np.log(np.add.reduce(np.exp(shifted), axis=1, keepdims=True))
+
+
+def entropy(log_probs: np.ndarray) -> np.ndarray:
+    """The entropy (N,) of each row of ``log_probs`` (N, K), a distribution's logarithms."""
+    return -np.add.reduce(np.exp(log_probs) * log_probs, axis=1)
+
+
+def policy_gradient(logits: np.ndarray, actions: np.ndarray, advantages: np.ndarray,
+                    entropy_coef: float) -> tuple[float, float, np.ndarray]:
+    """The actor's loss for a softmax policy: the mean over samples of −A·log π(a|s) − c·H(π(·|s)).
+
+    ``logits`` (N, K), ``actions`` (N,) taken, ``advantages`` A (N,) (constants: no gradient flows
+    into them), ``entropy_coef`` c. Returns (loss, mean entropy, dL/dlogits (N, K)), where
+    d(−A·log π_a)/dz = A·(π − onehot(a)) and d(−c·H)/dz = c·π⊙(log π + H).
+    """
+    n = logits.shape[0]
+    rows = np.arange(n)
+    log_probs = log_softmax(logits)
+    probs = np.exp(log_probs)
+    h = -np.add.reduce(probs * log_probs, axis=1)
+    loss = -(float(np.dot(advantages, log_probs[rows, actions])) + entropy_coef * float(np.add.reduce(h))) / n
+    dlogits = probs * (advantages[:, None] + entropy_coef * (log_probs + h[:, None]))
+    dlogits[rows, actions] -= advantages
+    dlogits /= n
+    return loss, float(np.mean(h, dtype=np.float64)), dlogits

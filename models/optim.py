@@ -69,3 +69,14 @@ class Adam:
             v *= b2
             v += (1.0 - b2) * g * g
             p -= step_size * m / (np.sqrt(v) + eps)
+
+
+def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> float:
+    """Scale every gradient in place so that their global L2 norm is at most ``max_norm``; return
+    the norm before clipping (PyTorch's ``clip_grad_norm_``)."""
+    norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+    if norm > max_norm:
+        scale = max_norm / (norm + 1e-6)
+        for g in grads.values():
+            g *= scale
+    return norm

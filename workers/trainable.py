@@ -71,9 +71,9 @@ def settings_for_workers(cls: type, settings: Mapping[str, Any]) -> dict[str, An
 
 
 def _builtins() -> dict[str, type]:
-    from models import MLPClassifier, NoisyQuadratic, ToyQuadratic
+    from models import ActorCritic, MLPClassifier, NoisyQuadratic, ToyQuadratic
 
-    return {"mlp": MLPClassifier, "toy": ToyQuadratic, "nqm": NoisyQuadratic}
+    return {"mlp": MLPClassifier, "toy": ToyQuadratic, "nqm": NoisyQuadratic, "a2c": ActorCritic}
 
 
 def _check_own_packages() -> None:
@@ -87,7 +87,7 @@ def _check_own_packages() -> None:
 
 
 def resolve_trainable(name: str) -> type:
-    """Return the class named by ``trainable.name``: a built-in (``"mlp"``, ``"toy"``, ``"nqm"``) or
+    """Return the class named by ``trainable.name``: a built-in (``"mlp"``, ``"toy"``, ``"nqm"``, ``"a2c"``) or
     ``"package.module:Class"``.
 
     Raises ``ConfigError`` naming what does not resolve or which method of the shape is missing.

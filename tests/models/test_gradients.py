@@ -4,10 +4,13 @@ differences in float64 (models.gradcheck), plus the float32 path and mode switch
 import numpy as np
 import pytest
 
+from models.actor_critic import actor_critic_network
 from models.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from models.branches import Branches
 from models.gradcheck import check_gradients, check_module, relative_error
 from models.layers import BatchNorm, Dropout, Linear
-from models.losses import SoftmaxCrossEntropy, SquaredError
+from models.losses import ActorCriticLoss, PolicyGradientLoss, SoftmaxCrossEntropy, SquaredError
+from models.optim import clip_grad_norm
 from models.sequential import Sequential
 
 TOL = 1e-6
@@ -28,6 +31,9 @@ def _modules(rng):
         "sigmoid": Sigmoid(),
         "tanh": Tanh(),
         "batchnorm": BatchNorm(5, dtype=np.float64),
+        "branches": Branches([Linear(5, 2, rng, dtype=np.float64),
+                              Sequential([Linear(5, 3, rng, dtype=np.float64), Tanh()]),
+                              Linear(5, 1, rng, dtype=np.float64)]),
     }
 
 
@@ -90,6 +96,89 @@ def test_squared_error_gradient():
     errors = check_gradients(lambda: loss.forward(pred, target), {"pred": loss.backward().copy()},
                              {"pred": pred})
     assert errors["pred"] < TOL
+
+
+def test_branches_concatenate_their_outputs_and_name_their_parameters():
+    rng = np.random.default_rng(12)
+    first, second = Linear(5, 2, rng, dtype=np.float64), Linear(5, 3, rng, dtype=np.float64)
+    both = Branches([first, second])
+    x = _x(rng)
+    out = both.forward(x)
+    assert np.array_equal(out, np.concatenate([first.forward(x), second.forward(x)], axis=1))
+    assert both.params["1.W"] is second.params["W"] and both.grads["0.b"] is first.grads["b"]
+    data_only = Branches([Linear(5, 2, rng, input_grad=False), Linear(5, 1, rng)])
+    data_only.forward(x.astype(np.float32))
+    assert data_only.backward(np.ones((6, 3), np.float32)) is None
+
+
+def _policy_batch(rng, n=9, k=3):
+    logits = rng.standard_normal((n, k)) * 2
+    return logits, rng.integers(0, k, n), rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.3])
+def test_policy_gradient_loss_gradient(entropy_coef):
+    """The actor's loss, −A·log π(a|s) − c·H, against central differences, with and without entropy."""
+    rng = np.random.default_rng(13)
+    logits, actions, advantages = _policy_batch(rng)
+    loss = PolicyGradientLoss(entropy_coef)
+    loss.forward(logits, actions, advantages)
+    errors = check_gradients(lambda: loss.forward(logits, actions, advantages),
+                             {"logits": loss.backward().copy()}, {"logits": logits})
+    assert errors["logits"] < TOL
+
+
+def test_policy_gradient_loss_value_and_entropy():
+    rng = np.random.default_rng(14)
+    logits, actions, advantages = _policy_batch(rng)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    entropy = -(probs * np.log(probs)).sum(axis=1)
+    loss = PolicyGradientLoss(0.2)
+    value = loss.forward(logits, actions, advantages)
+    expected = np.mean(-advantages * np.log(probs[np.arange(9), actions]) - 0.2 * entropy)
+    assert value == pytest.approx(expected, rel=1e-12)
+    assert loss.entropy == pytest.approx(entropy.mean(), rel=1e-12)
+    huge = np.array([[1000.0, 0.0], [0.0, -1000.0]])
+    assert np.isfinite(loss.forward(huge, np.array([1, 1]), np.ones(2)))
+    assert np.all(np.isfinite(loss.backward()))
+
+
+def test_actor_critic_loss_gradient_through_the_network():
+    """The whole A2C loss (actor and critic) against central differences, for every parameter of
+    both networks, with every coefficient non-zero."""
+    rng = np.random.default_rng(15)
+    net = actor_critic_network(4, 3, [6, 5], rng, dtype=np.float64)
+    for p in net.params.values():  # biases off zero and a policy head of ordinary size
+        p[...] = rng.standard_normal(p.shape) * 0.5
+    obs, actions = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+    advantages, returns = rng.standard_normal(8), rng.standard_normal(8) * 3
+    loss = ActorCriticLoss(entropy_coef=0.1, value_coef=0.7)
+    loss.forward(net.forward(obs), actions, advantages, returns)
+    net.backward(loss.backward())
+    analytic = {k: g.copy() for k, g in net.grads.items()}
+    errors = check_gradients(lambda: loss.forward(net.forward(obs), actions, advantages, returns), analytic,
+                             net.params)
+    assert set(errors) == set(net.params) and len(errors) == 12
+    assert max(errors.values()) < TOL, errors
+
+
+def test_actor_critic_loss_is_the_sum_of_its_parts():
+    rng = np.random.default_rng(16)
+    logits, actions, advantages = _policy_batch(rng, k=2)
+    values, returns = rng.standard_normal(9), rng.standard_normal(9)
+    total = ActorCriticLoss(entropy_coef=0.05, value_coef=0.7).forward(
+        np.column_stack([logits, values]), actions, advantages, returns)
+    actor = PolicyGradientLoss(0.05).forward(logits, actions, advantages)
+    assert total == pytest.approx(actor + 0.7 * 0.5 * np.mean((values - returns) ** 2), rel=1e-12)
+
+
+def test_clip_grad_norm_scales_only_above_the_limit():
+    grads = {"a": np.array([3.0, 0.0]), "b": np.array([[4.0]])}
+    assert clip_grad_norm(grads, 10.0) == pytest.approx(5.0)
+    assert grads["a"][0] == 3.0
+    assert clip_grad_norm(grads, 1.0) == pytest.approx(5.0)
+    assert np.sqrt(np.sum(grads["a"] ** 2) + np.sum(grads["b"] ** 2)) == pytest.approx(1.0, rel=1e-5)
+    assert grads["a"][0] / grads["b"][0, 0] == pytest.approx(0.75)
 
 
 def test_whole_network_gradient_through_the_loss():

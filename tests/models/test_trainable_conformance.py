@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import MLPClassifier, NoisyQuadratic, ToyQuadratic
+from models import ActorCritic, MLPClassifier, NoisyQuadratic, ToyQuadratic
 from workers.trainable import Trainable, settings_for_workers
 
 CASES = {
@@ -18,6 +18,10 @@ CASES = {
     "nqm": (NoisyQuadratic, {"lr": 0.5, "momentum": 0.5}, {"lr": 0.05, "momentum": 0.0}, {"dim": 20}),
     "torch_cnn": ("examples.torch_cnn:DigitsCNN", {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
                   {"lr": 0.01, "momentum": 0.5, "weight_decay": 0.0}, {"channels": 4, "hidden": 16, "batch_size": 32}),
+    "a2c-cartpole": (ActorCritic, {"lr": 0.01, "entropy_coef": 0.05}, {"lr": 0.001, "entropy_coef": 0.0, "gamma": 0.9},
+                     {"env": "CartPole-v1", "n_envs": 4, "rollout": 5, "hidden": [16]}),
+    "a2c-acrobot": (ActorCritic, {"lr": 0.01, "value_coef": 1.0}, {"lr": 0.002, "value_coef": 1.0, "gae_lambda": 0.5},
+                    {"env": "Acrobot-v1", "n_envs": 3, "rollout": 4, "hidden": [8, 8]}),
 }
 ROOT = Path(__file__).resolve().parents[2]  # examples.* imports from the repository's root, as pbt run does there
 
