@@ -331,3 +331,35 @@ def test_stopped_searches_resume_as_jobs_to_the_summary_of_an_uninterrupted_one(
         assert data.info["status"] == "finished" and len(data.results) == 4 * 120 // 4
         assert json.loads((storage / name / "service.json").read_text()) == {"jobs": [jobs[name], job]}
         assert _timeless(data.summary) == _timeless(whole), name
+
+
+def test_a_search_whose_driver_dies_shows_failed_and_resumes_as_a_job(head, tmp_path, ray_session):
+    """The job's driver killed on the head (SIGKILL, not ``pbt stop``): Ray calls the job failed, and so
+    do ``jobs`` and ``status``; ``pbt resume JOB`` continues the run to the summary of an uninterrupted
+    one (synchronous PBT)."""
+    config, storage = _config(tmp_path, steps=120), tmp_path / "storage"
+    job = _submit(head, config, "--name", "crash", "--workers", "1", "--storage", str(storage))
+    deadline = time.monotonic() + 120
+    while _results(storage / "crash") < 20:
+        assert time.monotonic() < deadline, "the search never got going"
+        time.sleep(0.2)
+    drivers = [p for p in session_processes(head.process, working_under=head.root)
+               if "pbt.service_driver" in " ".join(p.cmdline()) and job in p.cmdline()]
+    assert len(drivers) == 1, drivers
+    drivers[0].kill()
+    assert _wait_until_ended(head, job) == "FAILED"
+    assert 20 <= _results(storage / "crash") < 4 * 120 // 4
+
+    jobs, status = _pbt_at_once(head, [("jobs",), ("status", job)], cwd=tmp_path)
+    assert jobs.returncode == status.returncode == 0, jobs.stderr + status.stderr
+    assert re.match(rf"{job} +failed +pbt ", _row(jobs.stdout, job))
+    assert "status: failed" in status.stdout and "(its store: running)" in status.stdout
+
+    again = _pbt(head, "resume", job, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    resumed = re.fullmatch(r"job: (pbt-[0-9a-f]{8})\nrun directory: .*\n", again.stdout)[1]
+    whole = run(load_config(config), strategy="pbt", seed=3, out=tmp_path / "whole", workers=2)
+    assert _wait_until_ended(head, resumed) == "SUCCEEDED"
+    data = load_run(storage / "crash")
+    assert data.info["status"] == "finished" and len(data.results) == 4 * 120 // 4
+    assert _timeless(data.summary) == _timeless(whole)
