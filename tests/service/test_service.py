@@ -335,8 +335,8 @@ def test_stopped_searches_resume_as_jobs_to_the_summary_of_an_uninterrupted_one(
 
 def test_a_search_whose_driver_dies_shows_failed_and_resumes_as_a_job(head, tmp_path, ray_session):
     """The job's driver killed on the head (SIGKILL, not ``pbt stop``): Ray calls the job failed, and so
-    do ``jobs`` and ``status``; ``pbt resume JOB`` continues the run to the summary of an uninterrupted
-    one (synchronous PBT)."""
+    do ``jobs`` and ``status``; ``pbt resume`` of its run directory on the head (the other test resumes
+    by job id) continues it as a job to the summary of an uninterrupted run (synchronous PBT)."""
     config, storage = _config(tmp_path, steps=120), tmp_path / "storage"
     job = _submit(head, config, "--name", "crash", "--workers", "1", "--storage", str(storage))
     deadline = time.monotonic() + 120
@@ -355,9 +355,10 @@ def test_a_search_whose_driver_dies_shows_failed_and_resumes_as_a_job(head, tmp_
     assert re.match(rf"{job} +failed +pbt ", _row(jobs.stdout, job))
     assert "status: failed" in status.stdout and "(its store: running)" in status.stdout
 
-    again = _pbt(head, "resume", job, cwd=tmp_path)
+    again = _pbt(head, "resume", str(storage / "crash"), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    resumed = re.fullmatch(r"job: (pbt-[0-9a-f]{8})\nrun directory: .*\n", again.stdout)[1]
+    resumed = re.fullmatch(rf"job: (pbt-[0-9a-f]{{8}})\nrun directory: {storage / 'crash'} \(on the head\)\n",
+                           again.stdout)[1]
     whole = run(load_config(config), strategy="pbt", seed=3, out=tmp_path / "whole", workers=2)
     assert _wait_until_ended(head, resumed) == "SUCCEEDED"
     data = load_run(storage / "crash")
