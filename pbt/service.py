@@ -343,7 +343,9 @@ def format_status(view: JobView) -> str:
     lines = [f"job: {view.job}", f"status: {view.status}", f"run: {view.run_dir} (on the head){run_status}"]
     if search:
         lines.append(f"search: {search}")
-    lines.append("progress: " + ("-" if view.progress is None else format_progress(view.progress, view.objective)))
+    progress = "-" if view.progress is None else format_progress(
+        view.progress, view.objective, still_running=view.status in ("running", WAITING))
+    lines.append(f"progress: {progress}")
     lines.append(f"started: {_time(view.started)}")
     if view.ended is not None:
         lines.append(f"ended: {_time(view.ended)}")

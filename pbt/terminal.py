@@ -36,8 +36,9 @@ _PROGRESS_LINE = re.compile(
     r" \| (?P<elapsed>[\d:]+) elapsed")
 
 
-def format_progress(progress: Progress, objective: str) -> str:
-    """One line: members done, steps of the budget, best so far, exploits, elapsed and time left."""
+def format_progress(progress: Progress, objective: str, *, still_running: bool = True) -> str:
+    """One line: members done, steps of the budget, best so far, exploits, elapsed and (while
+    ``still_running``) time left."""
     p = progress
     fraction = p.steps_done / p.budget_steps if p.budget_steps else 0.0
     parts = [
@@ -49,7 +50,7 @@ def format_progress(progress: Progress, objective: str) -> str:
     if p.exploits:
         parts.append(f"exploits {p.exploits}")
     timing = f"{format_duration(p.elapsed_seconds)} elapsed"
-    if 0 < p.steps_done < p.budget_steps:
+    if still_running and 0 < p.steps_done < p.budget_steps:
         left = p.elapsed_seconds * (p.budget_steps - p.steps_done) / p.steps_done
         timing += f", ~{format_duration(left)} left"
     parts.append(timing)

@@ -11,7 +11,7 @@ from ray_processes import free_port
 
 from models.errors import ConfigError
 from pbt.cli import main
-from pbt.service import logs_progress, run_dir_in
+from pbt.service import JobView, format_status, logs_progress, run_dir_in
 from pbt.terminal import format_progress, parse_progress
 from search.progress import Progress
 
@@ -93,3 +93,13 @@ def test_a_job_log_gives_its_last_progress_line():
                       "run directory: /root/pbt-runs/a"])
     assert logs_progress(logs) == last
     assert logs_progress("waiting for room: ...\n") is None
+
+
+@pytest.mark.parametrize("status, left", [("running", True), ("waiting for room", True), ("stopped", False),
+                                          ("failed", False), ("succeeded", False)])
+def test_status_estimates_the_time_left_only_while_the_search_can_still_move(status, left):
+    view = JobView(job="pbt-0123abcd", status=status, run_dir="~/pbt-runs/a", strategy="pbt", seed="0",
+                   objective="Q", config="a.toml", progress=Progress(4, 0, 120, 480, 1, 0.5, 0, 30.0),
+                   run_status=None, started=0.0, ended=None, message="")
+    progress = next(line for line in format_status(view).splitlines() if line.startswith("progress: "))
+    assert progress.endswith("0:30 elapsed, ~1:30 left" if left else "0:30 elapsed")
