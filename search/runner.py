@@ -45,6 +45,7 @@ from workers.pool import PoolWorker, WorkerPool
 
 MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not retried forever
 PROGRESS_EVERY_S = 0.25
+SNAPSHOT_SHARE = 0.05  # snapshots are spaced so that taking them costs at most this share of the driver's time
 
 
 def strategy_rng(seed: int) -> np.random.Generator:
@@ -130,6 +131,9 @@ class Runner:
         self.checkpoint_every_s = checkpoint_every_s
         self.max_inflight = max_inflight
         self.members: dict[int, _Member] = {}
+        self._views: dict[int, MemberView] = {}  # each member's latest view, rebuilt once it changed
+        self._stale: set[int] = set()
+        self._population: PopulationView | None = None  # the whole view, until a member changes
         self.queues: dict[str, list[_Call]] = {}
         self._seconds_per_step: float | None = None
         self._holds: dict[str, Holdings] = {}  # what each worker will hold once its queue has run
@@ -147,6 +151,7 @@ class Runner:
         self._snapshot_job: tuple[int, dict, int] | None = None
         self._jobs = 0
         self._snapshot_at = 0.0
+        self._snapshot_cost = 0.0  # the driver's seconds for the last snapshot (its state, commit and prune)
         self._progress_at = -math.inf
 
     # -- the loop ----------------------------------------------------------------------------
@@ -213,11 +218,21 @@ class Runner:
         return self._elapsed_base + time.monotonic() - self._t0
 
     def _view(self) -> PopulationView:
-        return PopulationView(tuple(
-            MemberView(m.member, MappingProxyType(dict(m.hparams)), m.step, self._score(m),
-                       busy=m.segment is not None, failed=m.status == "failed")
-            for _, m in sorted(self.members.items())
-        ))
+        """The strategy's frozen view of the population; only the members changed since the last
+        view are built anew (at 1,024 members, building them all each turn was the driver's largest cost)."""
+        if self._population is None:
+            for member in self._stale:
+                m = self.members[member]
+                self._views[member] = MemberView(m.member, MappingProxyType(dict(m.hparams)), m.step, self._score(m),
+                                                 busy=m.segment is not None, failed=m.status == "failed")
+            self._stale.clear()
+            self._population = PopulationView(tuple(self._views[member] for member in sorted(self._views)))
+        return self._population
+
+    def _changed(self, m: _Member) -> None:
+        """``m``'s hyperparameters, step, score, segment or status changed: its view is rebuilt."""
+        self._stale.add(m.member)
+        self._population = None
 
     def _score(self, m: _Member) -> float | None:
         return None if m.metrics is None else oriented_score(self._objective_of(m.metrics), self.mode)
@@ -252,6 +267,7 @@ class Runner:
         if d.steps < 1 or d.steps % self.budget.eval_every or m.step + d.steps > self.budget.steps:
             raise StrategyError(f"Train({d.member}, {d.steps}) at step {m.step} breaks the budget {self.budget}")
         m.segment = _Segment(m.step, m.step + d.steps, dict(m.hparams))
+        self._changed(m)
 
     def _exploit(self, d: Exploit) -> None:
         m, donor = self.members[d.member], self.members[d.donor]
@@ -538,6 +554,8 @@ class Runner:
         self._last_event = self.store.add_event(self._clock(), kind, member, step, data)
 
     def _put_member(self, m: _Member) -> None:
+        """Mirror ``m`` in the store (and in the strategy's next view)."""
+        self._changed(m)
         objective = None if m.metrics is None else self._objective_of(m.metrics)
         self.store.put_member(m.member, status=m.status, step=m.step, objective=objective,
                               hparams=m.hparams, error=m.error)
@@ -583,7 +601,8 @@ class Runner:
 
     def _checkpoint(self) -> None:
         self._take_snapshots()
-        if self._snapshot_job is None and time.monotonic() - self._snapshot_at >= self.checkpoint_every_s:
+        spacing = max(self.checkpoint_every_s, self._snapshot_cost / SNAPSHOT_SHARE)
+        if self._snapshot_job is None and time.monotonic() - self._snapshot_at >= spacing:
             self._request_snapshot()
         self.writer.retain({m.version for m in self.members.values() if m.version is not None})
 
@@ -595,19 +614,23 @@ class Runner:
             _, state, last_event = self._snapshot_job
             self._snapshot_job = None
             if ok:
+                started = time.perf_counter()
                 self.store.commit_snapshot(state, last_event)
                 self._prune(state)
+                self._snapshot_cost += time.perf_counter() - started
             elif required:
                 raise CheckpointError(f"the final checkpoint could not be written: {self.writer.error}")
 
     def _request_snapshot(self) -> None:
         self._snapshot_at = time.monotonic()
+        started = time.perf_counter()
         state = self._state()
         files = {checkpoint_name(m.origin, m.version): (m.version, m.ref)
                  for m in self.members.values() if m.version is not None}
         self._jobs += 1
         self._snapshot_job = (self._jobs, state, self._last_event)
         self.writer.persist(self._jobs, files)
+        self._snapshot_cost = time.perf_counter() - started
 
     def _final_snapshot(self) -> None:
         """Wait for any snapshot in flight, then write and commit one of the finished run."""
@@ -654,6 +677,7 @@ class Runner:
                 m.segment = _Segment(seg["start"], seg["end"], dict(seg["hparams"]),
                                      [(int(st), dict(e)) for st, e in seg["evaluations"]])
             self.members[m.member] = m
+            self._changed(m)
         self.budget_steps, self.train_seconds = state["budget_steps"], state["train_seconds"]
         self.train_calls, self.exploits = state["train_calls"], state["exploits"]
         self._next_version, self._elapsed_base = state["next_version"], state["elapsed"]
