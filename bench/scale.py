@@ -53,14 +53,6 @@ def digits_config(population: int, steps: int) -> Any:
     return parse_config(raw, source=str(CONFIG))
 
 
-def object_store_bytes() -> int:
-    """Bytes in Ray's shared-memory object store plus this driver's in-process object store."""
-    import ray
-
-    plasma = ray.cluster_resources()["object_store_memory"] - ray.available_resources().get("object_store_memory", 0)
-    return int(plasma) + ray._private.worker.global_worker.core_worker.get_local_memory_store_bytes_used()
-
-
 def directory_bytes(directory: Path, pattern: str = "*") -> int:
     return sum(path.stat().st_size for path in directory.glob(pattern) if path.is_file())
 
@@ -75,7 +67,7 @@ def state_bytes(checkpoints: Path) -> int:
 def one(population: int, steps: int, workers: int, out: Path) -> dict[str, Any]:
     """One search in this process: its figures (see the module's docstring)."""
     from pbt.api import run
-    from workers.cluster import connect, disconnect
+    from workers.cluster import connect, disconnect, object_store_bytes
 
     checkpoints = out / "checkpoints"
     samples = {"at": -SAMPLE_EVERY_S, "store": 0, "disk": 0, "end_store": 0, "end_disk": 0}
