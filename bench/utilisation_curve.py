@@ -6,7 +6,8 @@ search is evaluated as often). The MLP's pace is measured first (in this process
 each target length (10 ms to 2 s of training) becomes the steps that take that long at that pace.
 For each, random search, asynchronous PBT and synchronous PBT (their other settings the defaults)
 run ``segments`` segments per member (20 for short segments, down to 4 for 2 s ones), and with
-``ray[tune]`` installed Ray Tune's PBT (asynchronous) the same search.
+``ray[tune]`` installed Ray Tune's PBT (asynchronous) the same search at the ``--tune-seconds``
+lengths (by default 0.5 and 2 s: at 50 ms of training a segment, loaded cores cost Tune minutes).
 
 utilisation = train seconds / (wall seconds x workers), Ray's start-up excluded; ``segment_s`` is
 the measured mean training seconds of a segment, the curve's abscissa. First, in the same
@@ -17,7 +18,8 @@ PBT over its barrier shape (targets 0.97 and 0.95). At segments >= 0.5 s it give
 and asynchronous PBT reach 0.95 and synchronous PBT 0.93. Every point records the machine's 1-minute
 load average.
 
-    python bench/utilisation_curve.py [--seconds 0.01,0.03,0.1,0.3,0.5,1,2] [--figure PATH] [--no-floor]
+    python bench/utilisation_curve.py [--seconds 0.01,0.03,0.1,0.3,0.5,1,2] [--tune-seconds 0.5,2]
+                                      [--figure PATH] [--no-floor]
 """
 
 import os
@@ -139,15 +141,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", default=",".join(map(str, SECONDS)),
                         help="comma-separated training seconds per segment")
+    parser.add_argument("--tune-seconds", default="0.5,2", help="lengths for Ray Tune's PBT ('' for none)")
     parser.add_argument("--figure", type=Path, help="also draw the curve into this PNG")
     parser.add_argument("--no-floor", action="store_true", help="skip bench/ray_call_floor.py")
     args = parser.parse_args()
     try:
         lengths = [float(s) for s in args.seconds.split(",")]
+        tune_lengths = [float(s) for s in args.tune_seconds.split(",") if s]
     except ValueError:
-        parser.exit(2, f"--seconds: comma-separated numbers, got {args.seconds!r}\n")
-    if any(not 0 < s <= 60 for s in lengths):
-        parser.exit(2, f"--seconds: every length must be in (0, 60], got {args.seconds!r}\n")
+        parser.exit(2, f"--seconds, --tune-seconds: comma-separated numbers, got {args.seconds!r}, {args.tune_seconds!r}\n")
+    if any(not 0 < s <= 60 for s in lengths + tune_lengths):
+        parser.exit(2, f"--seconds, --tune-seconds: every length must be in (0, 60], got {args.seconds!r}, {args.tune_seconds!r}\n")
     sys.path.insert(0, str(HERE))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
     from pbt_overhead import tune_available
@@ -173,7 +177,8 @@ def main() -> None:
                 for name, (strategy, synchronous) in STRATEGIES.items():
                     curves[name].append(point(strategy, synchronous, steps, segments, Path(tmp) / f"{name}-{steps}"))
             if tune_available():
-                curves["tune_async_pbt"] = [tune_point(steps, segments, Path(tmp) / "tune") for steps, segments in plan]
+                curves["tune_async_pbt"] = [tune_point(max(1, round(seconds * pace)), segments_for(seconds),
+                                                       Path(tmp) / "tune") for seconds in tune_lengths]
             else:
                 line["tune"] = "ray[tune] not installed"
     finally:
