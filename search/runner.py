@@ -294,8 +294,10 @@ class Runner:
         would exceed its training time (``_call_periods``), split evenly over the members it takes."""
         ready_ids = {w.id for w in ready}
         free = sum(max(0, self.max_inflight - len(self.queues.get(w.id, ()))) for w in ready)
-        waiting = [m for _, m in sorted(self.members.items())
-                   if m.segment is not None and m.status == "running" and m.planned() < m.segment.end]
+        waiting = [(m.planned(), m) for m in sorted(
+            (m for m in self.members.values()
+             if m.segment is not None and m.status == "running" and m.planned() < m.segment.end),
+            key=lambda m: (m.planned(), m.member))]
         if not free or not waiting:
             return
         queued = {w.id: sum(i.steps for c in self.queues.get(w.id, ()) for i in c.items if not i.discard)
@@ -313,25 +315,32 @@ class Runner:
                 if periods == 0:
                     continue  # it has its part of the work queued already
                 chosen: list[_Member] = []
+                taken: set[_Member] = set()
                 while len(chosen) < (share if periods is None or barrier else min(share, periods)):
-                    m = self._pick(waiting, worker.id, ready_ids, idle=depth == 0, exclude=chosen)
+                    m = self._pick(waiting, worker.id, ready_ids, idle=depth == 0, exclude=taken)
                     if m is None:
                         break
                     chosen.append(m)
+                    taken.add(m)
                 if chosen:
                     each = 1 if periods is None else max(1, periods // len(chosen))
                     queued[worker.id] += self._submit(chosen, worker, each * self.budget.eval_every)
 
-    def _pick(self, waiting: list[_Member], worker_id: str, ready_ids: set[str], idle: bool,
-              exclude: list[_Member]) -> _Member | None:
-        """Of the ``waiting`` members (in id order), the one ``worker_id`` should train next: the
+    def _pick(self, waiting: list[tuple[int, _Member]], worker_id: str, ready_ids: set[str], idle: bool,
+              exclude: set[_Member]) -> _Member | None:
+        """Of the ``waiting`` members (``(planned steps, member)`` sorted by planned steps then id, as
+        they were when dispatch began), the one ``worker_id`` should train next: the
         least advanced (so the population moves together, as asynchronous PBT compares members at
         about the same step, the way Ray Tune
         runs the trial with the fewest iterations first); among equals, the one it is already
         training, then the ones it ran last, then those whose worker is gone, then those of busy
-        workers (if ``worker_id`` is idle, or their worker is full)."""
+        workers (if ``worker_id`` is idle, or their worker is full). The scan stops at the first
+        member listed as further ahead than the best found (planned steps only grow), so a pick
+        does not read the whole population."""
         best, best_key = None, (math.inf, 4)
-        for m in waiting:
+        for listed, m in waiting:
+            if listed > best_key[0]:
+                break
             if m.planned() >= m.segment.end or m in exclude:  # queued in full since the list was made
                 continue
             if m.calls:
