@@ -20,6 +20,7 @@ load average.
 
     python bench/utilisation_curve.py [--seconds 0.01,0.03,0.1,0.3,0.5,1,2] [--tune-seconds 0.5,2]
                                       [--figure PATH] [--no-floor]
+    python bench/utilisation_curve.py --redraw LINE.json --figure PATH   # the figure of a printed line
 """
 
 import os
@@ -116,6 +117,7 @@ def draw(line: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, points in line["curves"].items():
+        points = sorted(points, key=lambda p: p["segment_s"])  # measured lengths: the load moves them
         ax.plot([p["segment_s"] for p in points], [p["utilisation"] for p in points], marker="o", label=name)
     floor = line.get("ray_floor")
     if floor:
@@ -128,8 +130,9 @@ def draw(line: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("training seconds per segment (between two decisions)")
     ax.set_ylabel("utilisation (train s / wall s x workers)")
     ax.set_ylim(top=1.0)
-    ax.set_title(f"digits MLP, {POPULATION} members, {WORKERS} workers; load average "
-                 f"{line['load_average'][0]}-{line['load_average'][1]} on {os.cpu_count()} cores", fontsize=9)
+    loads = [p["load_average"] for points in line["curves"].values() for p in points]
+    ax.set_title(f"digits MLP, {POPULATION} members, {WORKERS} workers; load average {min(loads)}-{max(loads)} "
+                 f"on {line.get('cores', os.cpu_count())} cores", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -143,6 +146,7 @@ def main() -> None:
                         help="comma-separated training seconds per segment")
     parser.add_argument("--tune-seconds", default="0.5,2", help="lengths for Ray Tune's PBT ('' for none)")
     parser.add_argument("--figure", type=Path, help="also draw the curve into this PNG")
+    parser.add_argument("--redraw", type=Path, help="draw --figure from this saved line; run nothing")
     parser.add_argument("--no-floor", action="store_true", help="skip bench/ray_call_floor.py")
     args = parser.parse_args()
     try:
@@ -152,6 +156,11 @@ def main() -> None:
         parser.exit(2, f"--seconds, --tune-seconds: comma-separated numbers, got {args.seconds!r}, {args.tune_seconds!r}\n")
     if any(not 0 < s <= 60 for s in lengths + tune_lengths):
         parser.exit(2, f"--seconds, --tune-seconds: every length must be in (0, 60], got {args.seconds!r}, {args.tune_seconds!r}\n")
+    if args.redraw:
+        if not args.figure:
+            parser.exit(2, "--redraw: needs --figure\n")
+        draw(json.loads(args.redraw.read_text().strip().splitlines()[-1]), args.figure)
+        return
     sys.path.insert(0, str(HERE))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
     from pbt_overhead import tune_available
@@ -159,6 +168,7 @@ def main() -> None:
     from workers.cluster import connect, disconnect
 
     line: dict[str, Any] = {"bench": "utilisation_curve", "population": POPULATION, "workers": WORKERS,
+                            "cores": os.cpu_count(),
                             "load_average": [round(os.getloadavg()[0], 1)]}
     if not args.no_floor:
         line["ray_floor"] = {k: v for k, v in ray_floor().items() if k != "bench"}
