@@ -17,6 +17,7 @@ worker that still holds that version is not sent it (only the states it must loa
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections import deque
@@ -110,6 +111,42 @@ class _Member:
 
     def planned(self) -> int:
         return self.calls[-1].start + self.calls[-1].steps if self.calls else self.step
+
+    def home(self) -> tuple[bool, str | None]:
+        """Where its next item belongs: ``(True, w)`` behind its calls queued on worker ``w``, else
+        ``(False, w)``, ``w`` the worker that ran it last (``None``: none yet)."""
+        return (True, self.calls[-1].worker) if self.calls else (False, self.last_worker)
+
+
+class _Waiting:
+    """The members waiting for a call during one dispatch, in a heap per home (``_Member.home``)
+    ordered by planned steps, then id. A member queued for part of its segment is ``add``ed again;
+    its old entry goes stale (its planned steps or home moved) and is dropped when reached."""
+
+    def __init__(self, members: list[_Member]) -> None:
+        self.count = len(members)
+        self._heaps: dict[tuple[bool, str | None], list[tuple[int, int, _Member]]] = {}
+        for m in members:
+            self.add(m)
+
+    def add(self, m: _Member) -> None:
+        heapq.heappush(self._heaps.setdefault(m.home(), []), (m.planned(), m.member, m))
+
+    def homes(self) -> list[tuple[bool, str | None]]:
+        return list(self._heaps)
+
+    def head(self, home: tuple[bool, str | None]) -> tuple[int, int, _Member] | None:
+        """The least advanced member still waiting at ``home``, or ``None``."""
+        heap = self._heaps[home]
+        while heap:
+            planned, _, m = heap[0]
+            if planned == m.planned() < m.segment.end and m.home() == home:
+                return heap[0]
+            heapq.heappop(heap)
+        return None
+
+    def take(self, home: tuple[bool, str | None]) -> _Member:
+        return heapq.heappop(self._heaps[home])[2]
 
 
 class Runner:
@@ -294,19 +331,17 @@ class Runner:
         would exceed its training time (``_call_periods``), split evenly over the members it takes."""
         ready_ids = {w.id for w in ready}
         free = sum(max(0, self.max_inflight - len(self.queues.get(w.id, ()))) for w in ready)
-        waiting = [(m.planned(), m) for m in sorted(
-            (m for m in self.members.values()
-             if m.segment is not None and m.status == "running" and m.planned() < m.segment.end),
-            key=lambda m: (m.planned(), m.member))]
-        if not free or not waiting:
+        waiting = _Waiting([m for m in self.members.values()
+                            if m.segment is not None and m.status == "running" and m.planned() < m.segment.end])
+        if not free or not waiting.count:
             return
         queued = {w.id: sum(i.steps for c in self.queues.get(w.id, ()) for i in c.items if not i.discard)
                   for w in ready}
         barrier = all(not self.queues.get(w.id) for w in ready)  # all idle (a barrier, the start)
         if barrier:  # one call each, however short: the population waits for all of them
-            share = math.ceil(len(waiting) / len(ready))
+            share = math.ceil(waiting.count / len(ready))
         else:  # keep a call queued behind the running one, so the next results' turnaround hides
-            share = math.ceil(len(waiting) / free)
+            share = math.ceil(waiting.count / free)
         for depth in range(self.max_inflight):
             for worker in ready:
                 if len(self.queues.setdefault(worker.id, [])) != depth:
@@ -315,47 +350,42 @@ class Runner:
                 if periods == 0:
                     continue  # it has its part of the work queued already
                 chosen: list[_Member] = []
-                taken: set[_Member] = set()
                 while len(chosen) < (share if periods is None or barrier else min(share, periods)):
-                    m = self._pick(waiting, worker.id, ready_ids, idle=depth == 0, exclude=taken)
+                    m = self._pick(waiting, worker.id, ready_ids, idle=depth == 0)
                     if m is None:
                         break
                     chosen.append(m)
-                    taken.add(m)
                 if chosen:
                     each = 1 if periods is None else max(1, periods // len(chosen))
                     queued[worker.id] += self._submit(chosen, worker, each * self.budget.eval_every)
+                    for m in chosen:
+                        if m.planned() < m.segment.end:  # queued for part of its segment: it waits behind that
+                            waiting.add(m)
 
-    def _pick(self, waiting: list[tuple[int, _Member]], worker_id: str, ready_ids: set[str], idle: bool,
-              exclude: set[_Member]) -> _Member | None:
-        """Of the ``waiting`` members (``(planned steps, member)`` sorted by planned steps then id, as
-        they were when dispatch began), the one ``worker_id`` should train next: the
-        least advanced (so the population moves together, as asynchronous PBT compares members at
-        about the same step, the way Ray Tune
-        runs the trial with the fewest iterations first); among equals, the one it is already
-        training, then the ones it ran last, then those whose worker is gone, then those of busy
-        workers (if ``worker_id`` is idle, or their worker is full). The scan stops at the first
-        member listed as further ahead than the best found (planned steps only grow), so a pick
-        does not read the whole population."""
-        best, best_key = None, (math.inf, 4)
-        for listed, m in waiting:
-            if listed > best_key[0]:
-                break
-            if m.planned() >= m.segment.end or m in exclude:  # queued in full since the list was made
-                continue
-            if m.calls:
-                rank = 0 if m.calls[-1].worker == worker_id else 4  # a member's calls stay on one worker
-            elif m.last_worker == worker_id:
+    def _pick(self, waiting: _Waiting, worker_id: str, ready_ids: set[str], idle: bool) -> _Member | None:
+        """Take from ``waiting`` the member ``worker_id`` should train next: the least advanced (so
+        the population moves together, as asynchronous PBT compares members at about the same step,
+        the way Ray Tune runs the trial with the fewest iterations first); among equals, the one it
+        is already training, then the ones it ran last, then those whose worker is gone, then those
+        of busy workers (if ``worker_id`` is idle, or their worker is full); then the lowest id.
+        Only the head of each home is read, so a pick costs the number of workers, not members."""
+        best, best_key = None, None
+        for home in waiting.homes():
+            queued_calls, worker = home
+            if queued_calls:
+                rank = 0 if worker == worker_id else None  # a member's calls stay on one worker
+            elif worker == worker_id:
                 rank = 1
-            elif m.last_worker not in ready_ids:
+            elif worker not in ready_ids:
                 rank = 2
-            elif (queued := len(self.queues.get(m.last_worker, ()))) and (idle or queued >= self.max_inflight):
+            elif (queued := len(self.queues.get(worker, ()))) and (idle or queued >= self.max_inflight):
                 rank = 3
             else:
-                rank = 4  # its own worker is idle, or has room and no more need: it takes it
-            if rank < 4 and (m.planned(), rank) < best_key:
-                best, best_key = m, (m.planned(), rank)
-        return best
+                rank = None  # its own worker is idle, or has room and no more need: it takes it
+            head = None if rank is None else waiting.head(home)
+            if head is not None and (best_key is None or (head[0], rank, head[1]) < best_key):
+                best, best_key = home, (head[0], rank, head[1])
+        return None if best is None else waiting.take(best)
 
     def _submit(self, members: list[_Member], worker: PoolWorker, steps_each: int) -> int:
         """One call on ``worker`` carrying the next item of each of ``members`` (up to ``steps_each``
