@@ -185,12 +185,14 @@ def tune_available() -> bool:
     return True
 
 
-def tune(synchronous: bool, storage: Path) -> dict[str, Any]:
-    """Ray Tune's PBT on the same search: 20 iterations of 100 steps per trial, 2 trials at a time."""
+def tune(synchronous: bool, storage: Path, config: Any = None) -> dict[str, Any]:
+    """Ray Tune's PBT on the same search (or ``config``'s): an iteration of ``interval`` steps
+    (20 of 100 steps per trial here), perturbing at every iteration, 2 trials at a time."""
     from ray import tune as rt
     from ray.tune.schedulers import PopulationBasedTraining
 
-    config = digits_config(synchronous)
+    config = config or digits_config(synchronous)
+    iteration = config.pbt.interval
     space, settings = config.space, dict(config.trainable.settings)
 
     class DigitsMLP(rt.Trainable):
@@ -209,7 +211,7 @@ def tune(synchronous: bool, storage: Path) -> dict[str, Any]:
 
         def step(self) -> dict:
             t0 = time.perf_counter()
-            self.model.train(100)
+            self.model.train(iteration)
             seconds = time.perf_counter() - t0
             outside, self.outside = self.outside, 0
             return {**self.model.evaluate(), "train_seconds": seconds, "outside": outside}
@@ -251,7 +253,7 @@ def tune(synchronous: bool, storage: Path) -> dict[str, Any]:
         param_space={**mutations, "seed": rt.randint(0, 2**31)},
         tune_config=rt.TuneConfig(scheduler=pbt, num_samples=config.budget.population, metric="val_accuracy",
                                   mode="max", reuse_actors=True),
-        run_config=rt.RunConfig(stop={"training_iteration": config.budget.steps // 100}, storage_path=str(storage),
+        run_config=rt.RunConfig(stop={"training_iteration": config.budget.steps // iteration}, storage_path=str(storage),
                                 name=f"tune-{'sync' if synchronous else 'async'}", verbose=0,
                                 callbacks=[count]),
     )
@@ -262,7 +264,7 @@ def tune(synchronous: bool, storage: Path) -> dict[str, Any]:
     return {
         "wall_s": round(wall, 3), "train_s": round(count.train_seconds, 3),
         "utilisation": round(count.train_seconds / (wall * WORKERS), 3),
-        "budget_ratio": round(count.results * 100 / config.budget.total_steps, 3),
+        "budget_ratio": round(count.results * iteration / config.budget.total_steps, 3),
         "hparams_outside_space": count.outside,
         "best_val_accuracy": round(best.metrics["val_accuracy"], 4),
     }

@@ -17,6 +17,7 @@ worker that still holds that version is not sent it (only the states it must loa
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import time
@@ -46,6 +47,7 @@ from workers.pool import PoolWorker, WorkerPool
 
 MAX_WORKER_DEATHS = 3  # a member that kills this many workers is failed, not retried forever
 PROGRESS_EVERY_S = 0.25
+SNAPSHOT_SHARE = 0.05  # snapshots are spaced so that taking them costs at most this share of the driver's time
 
 
 def strategy_rng(seed: int) -> np.random.Generator:
@@ -111,6 +113,42 @@ class _Member:
     def planned(self) -> int:
         return self.calls[-1].start + self.calls[-1].steps if self.calls else self.step
 
+    def home(self) -> tuple[bool, str | None]:
+        """Where its next item belongs: ``(True, w)`` behind its calls queued on worker ``w``, else
+        ``(False, w)``, ``w`` the worker that ran it last (``None``: none yet)."""
+        return (True, self.calls[-1].worker) if self.calls else (False, self.last_worker)
+
+
+class _Waiting:
+    """The members waiting for a call during one dispatch, in a heap per home (``_Member.home``)
+    ordered by planned steps, then id. A member queued for part of its segment is ``add``ed again;
+    its old entry goes stale (its planned steps or home moved) and is dropped when reached."""
+
+    def __init__(self, members: list[_Member]) -> None:
+        self.count = len(members)
+        self._heaps: dict[tuple[bool, str | None], list[tuple[int, int, _Member]]] = {}
+        for m in members:
+            self.add(m)
+
+    def add(self, m: _Member) -> None:
+        heapq.heappush(self._heaps.setdefault(m.home(), []), (m.planned(), m.member, m))
+
+    def homes(self) -> list[tuple[bool, str | None]]:
+        return list(self._heaps)
+
+    def head(self, home: tuple[bool, str | None]) -> tuple[int, int, _Member] | None:
+        """The least advanced member still waiting at ``home``, or ``None``."""
+        heap = self._heaps[home]
+        while heap:
+            planned, _, m = heap[0]
+            if planned == m.planned() < m.segment.end and m.home() == home:
+                return heap[0]
+            heapq.heappop(heap)
+        return None
+
+    def take(self, home: tuple[bool, str | None]) -> _Member:
+        return heapq.heappop(self._heaps[home])[2]
+
 
 class Runner:
     """Runs one search to the end; ``run()`` returns the summary (also written to ``summary.json``)."""
@@ -132,6 +170,9 @@ class Runner:
         self.max_inflight = max_inflight
         self.stop = stop if stop is not None else threading.Event()  # set (by any thread): stop at the next turn
         self.members: dict[int, _Member] = {}
+        self._views: dict[int, MemberView] = {}  # each member's latest view, rebuilt once it changed
+        self._stale: set[int] = set()
+        self._population: PopulationView | None = None  # the whole view, until a member changes
         self.queues: dict[str, list[_Call]] = {}
         self._seconds_per_step: float | None = None
         self._holds: dict[str, Holdings] = {}  # what each worker will hold once its queue has run
@@ -149,6 +190,7 @@ class Runner:
         self._snapshot_job: tuple[int, dict, int] | None = None
         self._jobs = 0
         self._snapshot_at = 0.0
+        self._snapshot_cost = 0.0  # the driver's seconds for the last snapshot (its state, commit and prune)
         self._progress_at = -math.inf
 
     # -- the loop ----------------------------------------------------------------------------
@@ -225,11 +267,21 @@ class Runner:
         return self._elapsed_base + time.monotonic() - self._t0
 
     def _view(self) -> PopulationView:
-        return PopulationView(tuple(
-            MemberView(m.member, MappingProxyType(dict(m.hparams)), m.step, self._score(m),
-                       busy=m.segment is not None, failed=m.status == "failed")
-            for _, m in sorted(self.members.items())
-        ))
+        """The strategy's frozen view of the population; only the members changed since the last
+        view are built anew (at 1,024 members, building them all each turn was the driver's largest cost)."""
+        if self._population is None:
+            for member in self._stale:
+                m = self.members[member]
+                self._views[member] = MemberView(m.member, MappingProxyType(dict(m.hparams)), m.step, self._score(m),
+                                                 busy=m.segment is not None, failed=m.status == "failed")
+            self._stale.clear()
+            self._population = PopulationView(tuple(self._views[member] for member in sorted(self._views)))
+        return self._population
+
+    def _changed(self, m: _Member) -> None:
+        """``m``'s hyperparameters, step, score, segment or status changed: its view is rebuilt."""
+        self._stale.add(m.member)
+        self._population = None
 
     def _score(self, m: _Member) -> float | None:
         return None if m.metrics is None else oriented_score(self._objective_of(m.metrics), self.mode)
@@ -264,6 +316,7 @@ class Runner:
         if d.steps < 1 or d.steps % self.budget.eval_every or m.step + d.steps > self.budget.steps:
             raise StrategyError(f"Train({d.member}, {d.steps}) at step {m.step} breaks the budget {self.budget}")
         m.segment = _Segment(m.step, m.step + d.steps, dict(m.hparams))
+        self._changed(m)
 
     def _exploit(self, d: Exploit) -> None:
         m, donor = self.members[d.member], self.members[d.donor]
@@ -290,17 +343,17 @@ class Runner:
         would exceed its training time (``_call_periods``), split evenly over the members it takes."""
         ready_ids = {w.id for w in ready}
         free = sum(max(0, self.max_inflight - len(self.queues.get(w.id, ()))) for w in ready)
-        waiting = [m for _, m in sorted(self.members.items())
-                   if m.segment is not None and m.status == "running" and m.planned() < m.segment.end]
-        if not free or not waiting:
+        waiting = _Waiting([m for m in self.members.values()
+                            if m.segment is not None and m.status == "running" and m.planned() < m.segment.end])
+        if not free or not waiting.count:
             return
         queued = {w.id: sum(i.steps for c in self.queues.get(w.id, ()) for i in c.items if not i.discard)
                   for w in ready}
         barrier = all(not self.queues.get(w.id) for w in ready)  # all idle (a barrier, the start)
         if barrier:  # one call each, however short: the population waits for all of them
-            share = math.ceil(len(waiting) / len(ready))
+            share = math.ceil(waiting.count / len(ready))
         else:  # keep a call queued behind the running one, so the next results' turnaround hides
-            share = math.ceil(len(waiting) / free)
+            share = math.ceil(waiting.count / free)
         for depth in range(self.max_inflight):
             for worker in ready:
                 if len(self.queues.setdefault(worker.id, [])) != depth:
@@ -310,39 +363,41 @@ class Runner:
                     continue  # it has its part of the work queued already
                 chosen: list[_Member] = []
                 while len(chosen) < (share if periods is None or barrier else min(share, periods)):
-                    m = self._pick(waiting, worker.id, ready_ids, idle=depth == 0, exclude=chosen)
+                    m = self._pick(waiting, worker.id, ready_ids, idle=depth == 0)
                     if m is None:
                         break
                     chosen.append(m)
                 if chosen:
                     each = 1 if periods is None else max(1, periods // len(chosen))
                     queued[worker.id] += self._submit(chosen, worker, each * self.budget.eval_every)
+                    for m in chosen:
+                        if m.planned() < m.segment.end:  # queued for part of its segment: it waits behind that
+                            waiting.add(m)
 
-    def _pick(self, waiting: list[_Member], worker_id: str, ready_ids: set[str], idle: bool,
-              exclude: list[_Member]) -> _Member | None:
-        """Of the ``waiting`` members (in id order), the one ``worker_id`` should train next: the
-        least advanced (so the population moves together, as asynchronous PBT compares members at
-        about the same step, the way Ray Tune
-        runs the trial with the fewest iterations first); among equals, the one it is already
-        training, then the ones it ran last, then those whose worker is gone, then those of busy
-        workers (if ``worker_id`` is idle, or their worker is full)."""
-        best, best_key = None, (math.inf, 4)
-        for m in waiting:
-            if m.planned() >= m.segment.end or m in exclude:  # queued in full since the list was made
-                continue
-            if m.calls:
-                rank = 0 if m.calls[-1].worker == worker_id else 4  # a member's calls stay on one worker
-            elif m.last_worker == worker_id:
+    def _pick(self, waiting: _Waiting, worker_id: str, ready_ids: set[str], idle: bool) -> _Member | None:
+        """Take from ``waiting`` the member ``worker_id`` should train next: the least advanced (so
+        the population moves together, as asynchronous PBT compares members at about the same step,
+        the way Ray Tune runs the trial with the fewest iterations first); among equals, the one it
+        is already training, then the ones it ran last, then those whose worker is gone, then those
+        of busy workers (if ``worker_id`` is idle, or their worker is full); then the lowest id.
+        Only the head of each home is read, so a pick costs the number of workers, not members."""
+        best, best_key = None, None
+        for home in waiting.homes():
+            queued_calls, worker = home
+            if queued_calls:
+                rank = 0 if worker == worker_id else None  # a member's calls stay on one worker
+            elif worker == worker_id:
                 rank = 1
-            elif m.last_worker not in ready_ids:
+            elif worker not in ready_ids:
                 rank = 2
-            elif (queued := len(self.queues.get(m.last_worker, ()))) and (idle or queued >= self.max_inflight):
+            elif (queued := len(self.queues.get(worker, ()))) and (idle or queued >= self.max_inflight):
                 rank = 3
             else:
-                rank = 4  # its own worker is idle, or has room and no more need: it takes it
-            if rank < 4 and (m.planned(), rank) < best_key:
-                best, best_key = m, (m.planned(), rank)
-        return best
+                rank = None  # its own worker is idle, or has room and no more need: it takes it
+            head = None if rank is None else waiting.head(home)
+            if head is not None and (best_key is None or (head[0], rank, head[1]) < best_key):
+                best, best_key = home, (head[0], rank, head[1])
+        return None if best is None else waiting.take(best)
 
     def _submit(self, members: list[_Member], worker: PoolWorker, steps_each: int) -> int:
         """One call on ``worker`` carrying the next item of each of ``members`` (up to ``steps_each``
@@ -550,6 +605,8 @@ class Runner:
         self._last_event = self.store.add_event(self._clock(), kind, member, step, data)
 
     def _put_member(self, m: _Member) -> None:
+        """Mirror ``m`` in the store (and in the strategy's next view)."""
+        self._changed(m)
         objective = None if m.metrics is None else self._objective_of(m.metrics)
         self.store.put_member(m.member, status=m.status, step=m.step, objective=objective,
                               hparams=m.hparams, error=m.error)
@@ -595,7 +652,8 @@ class Runner:
 
     def _checkpoint(self) -> None:
         self._take_snapshots()
-        if self._snapshot_job is None and time.monotonic() - self._snapshot_at >= self.checkpoint_every_s:
+        spacing = max(self.checkpoint_every_s, self._snapshot_cost / SNAPSHOT_SHARE)
+        if self._snapshot_job is None and time.monotonic() - self._snapshot_at >= spacing:
             self._request_snapshot()
         self.writer.retain({m.version for m in self.members.values() if m.version is not None})
 
@@ -607,19 +665,23 @@ class Runner:
             _, state, last_event = self._snapshot_job
             self._snapshot_job = None
             if ok:
+                started = time.perf_counter()
                 self.store.commit_snapshot(state, last_event)
                 self._prune(state)
+                self._snapshot_cost += time.perf_counter() - started
             elif required:
                 raise CheckpointError(f"the final checkpoint could not be written: {self.writer.error}")
 
     def _request_snapshot(self) -> None:
         self._snapshot_at = time.monotonic()
+        started = time.perf_counter()
         state = self._state()
         files = {checkpoint_name(m.origin, m.version): (m.version, m.ref)
                  for m in self.members.values() if m.version is not None}
         self._jobs += 1
         self._snapshot_job = (self._jobs, state, self._last_event)
         self.writer.persist(self._jobs, files)
+        self._snapshot_cost = time.perf_counter() - started
 
     def _final_snapshot(self) -> None:
         """Wait for any snapshot in flight, then write and commit one of the finished run."""
@@ -666,6 +728,7 @@ class Runner:
                 m.segment = _Segment(seg["start"], seg["end"], dict(seg["hparams"]),
                                      [(int(st), dict(e)) for st, e in seg["evaluations"]])
             self.members[m.member] = m
+            self._changed(m)
         self.budget_steps, self.train_seconds = state["budget_steps"], state["train_seconds"]
         self.train_calls, self.exploits = state["train_calls"], state["exploits"]
         self._next_version, self._elapsed_base = state["next_version"], state["elapsed"]

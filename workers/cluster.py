@@ -79,6 +79,14 @@ def disconnect() -> None:
     _restore_network_mode()
 
 
+def object_store_bytes() -> int:
+    """Bytes of objects this driver's Ray holds: the cluster's shared-memory object stores in use,
+    plus the driver's in-process store (objects under Ray's inline limit, 100 KB, live there).
+    Ray's view of the shared stores lags by up to about a second."""
+    shared = ray.cluster_resources().get("object_store_memory", 0) - ray.available_resources().get("object_store_memory", 0)
+    return int(shared) + ray._private.worker.global_worker.core_worker.get_local_memory_store_bytes_used()
+
+
 def _join_gcs(address: str, extra_modules: tuple[ModuleType, ...]) -> None:
     """Join the cluster whose GCS is at ``address`` (or that ``"auto"`` finds) after checking, within
     seconds, that it answers and admits this driver. A cluster whose nodes all advertise loopback is

@@ -49,6 +49,29 @@ class SlowToy(ToyQuadratic):
         return state
 
 
+class BulkyToy(ToyQuadratic):
+    """The toy, ``delay`` seconds per step, with a state of ``kb`` KB more (``ballast``, carried
+    through ``get_state`` / ``set_state``): above Ray's 100 KB inline limit, states live in the
+    shared-memory object store."""
+
+    def __init__(self, hparams: Mapping[str, Any], seed: int, *, kb: int = 256, delay: float = 0.0,
+                 lr: float = 0.01) -> None:
+        super().__init__(hparams, seed, lr=lr)
+        self.ballast = np.zeros(kb * 1024 // 8)
+        self.delay = delay
+
+    def train(self, steps: int) -> None:
+        time.sleep(steps * self.delay)
+        super().train(steps)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {**super().get_state(), "ballast": self.ballast.copy()}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        super().set_state(state)
+        self.ballast = np.array(state["ballast"])
+
+
 class GatedToy(ToyQuadratic):
     """The toy, held at its first ``train`` until the file ``release`` exists; it writes ``started``
     first, so a test can look at a search while its workers are up and busy."""
