@@ -103,19 +103,16 @@ def ours(strategy: str, synchronous: bool, out: Path, repeats: int = 3) -> dict[
     return {**runs[len(runs) // 2], "utilisation_runs": [r["utilisation"] for r in runs]}
 
 
-def handover(mbytes: float, steps: int, out: Path) -> dict[str, Any]:
-    """Asynchronous PBT of two Blob members on the real runner, timed per exploit.
-
-    The receiver always explores its rate down (factor 0.5), so it falls behind again and exploits
-    at every boundary. ``from_ready``: the runner telling the strategy the member is ready ->
-    ``train`` starting on the donor's weights on a worker; ``in_set_state`` is the part of it spent
-    in the trainable's own ``set_state`` (copying the weights). ``from_last_eval``: the same from
-    the end of the member's last evaluation on its worker (adds returning its own state).
-    """
+def timed_handover_search(trainable: str, cls: type, mbytes: float, steps: int, out: Path,
+                          **pbt: Any) -> tuple[Any, dict[tuple[int, int], float]]:
+    """Asynchronous PBT of two members of ``cls`` (named ``trainable`` in the config) on the real
+    runner and ``WORKERS`` workers; the receiver always explores its rate down (factor 0.5), so it
+    falls behind again and exploits at every boundary. Returns the run's data and, per (member,
+    step), when the runner told the strategy the member was ready. ``pbt`` adds PBT settings."""
     from pbt.config import parse_config
     from pbt.strategy import PBTStrategy
     from search.runner import Runner, strategy_rng
-    from search.store import RunStore, exploits, load_run
+    from search.store import RunStore, load_run
     from workers import TrainableSpec, WorkerPool
 
     class TimedPBT(PBTStrategy):
@@ -129,26 +126,38 @@ def handover(mbytes: float, steps: int, out: Path) -> dict[str, Any]:
 
     raw = {
         "objective": "score", "mode": "max",
-        "trainable": {"name": "pbt_overhead:Blob", "mbytes": mbytes},
+        "trainable": {"name": trainable, "mbytes": mbytes},
         "space": {"rate": {"uniform": [0.01, 1.0]}},
         "budget": {"population": 2, "steps": steps, "eval_every": 1},
-        "pbt": {"interval": 2, "fraction": 0.5, "resample_probability": 0.0, "perturb_factors": [0.5]},
+        "pbt": {"interval": 2, "fraction": 0.5, "resample_probability": 0.0, "perturb_factors": [0.5], **pbt},
         "initial": [{"rate": 1.0}, {"rate": 0.5}],
     }
     config = parse_config(raw, source="handover")
     strategy = TimedPBT(config.space, config.budget, config.pbt, config.initial, strategy_rng(0))
     store = RunStore.create(out, config=raw, strategy="pbt", seed=0, population=2, steps_per_member=steps,
                             eval_every=1, objective="score", mode="max")
-    pool = WorkerPool(TrainableSpec(Blob, {"mbytes": mbytes}), WORKERS)
+    pool = WorkerPool(TrainableSpec(cls, {"mbytes": mbytes}), WORKERS)
     try:
         Runner(strategy, store, pool, budget=config.budget, objective="score", mode="max", seed=0).run()
     finally:
         pool.shutdown()
         store.close()
-    data = load_run(out)
+    return load_run(out), strategy.told_at
+
+
+def handover(mbytes: float, steps: int, out: Path) -> dict[str, Any]:
+    """Hand-over times of ``timed_handover_search`` on Blob. ``from_ready``: the runner telling the
+    strategy the member is ready -> ``train`` starting on the donor's weights on a worker;
+    ``in_set_state`` is the part of it spent in the trainable's own ``set_state`` (copying the
+    weights). ``from_last_eval``: the same from the end of the member's last evaluation on its
+    worker (adds returning its own state).
+    """
+    from search.store import exploits
+
+    data, told_at = timed_handover_search("pbt_overhead:Blob", Blob, mbytes, steps, out)
     rows = data.results.set_index(["member", "step"])
     started = [(e, rows.loc[(e.member, e.step + 1), "train_started"]) for e in exploits(data).itertuples()]
-    from_ready = [1000 * (t - strategy.told_at[(e.member, e.step)]) for e, t in started]
+    from_ready = [1000 * (t - told_at[(e.member, e.step)]) for e, t in started]
     from_eval = [1000 * (t - rows.loc[(e.member, e.step), "evaluated"]) for e, t in started]
     copying = [1000 * rows.loc[(e.member, e.step + 1), "set_state_seconds"] for e, _ in started]
     return {"state_mb": mbytes, "exploits": len(started), "from_ready_ms": _stats(from_ready),

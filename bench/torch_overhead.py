@@ -43,7 +43,7 @@ ROOT = HERE.parent
 WORKERS = 2
 sys.path[:0] = [str(HERE), str(ROOT)]  # this module (TorchBlob) and examples.* for the driver, as for the workers
 
-from pbt_overhead import stdout_to_stderr, tune_available  # noqa: E402
+from pbt_overhead import stdout_to_stderr, timed_handover_search, tune_available  # noqa: E402
 
 from workers.torch import TorchTrainable  # noqa: E402
 
@@ -181,45 +181,15 @@ def handover(mbytes: float, steps: int, out: Path) -> dict[str, Any]:
     donor's weights; ``in_set_state``: the part spent in the adapter's ``set_state``."""
     import ray
 
-    from pbt.config import parse_config
-    from pbt.strategy import PBTStrategy
-    from search.runner import Runner, strategy_rng
-    from search.store import RunStore, exploits, load_run
-    from workers import TrainableSpec, WorkerPool
+    from search.store import exploits
     from workers.trainable import resolve_trainable
 
-    class TimedPBT(PBTStrategy):
-        def __init__(self, *args: Any) -> None:
-            super().__init__(*args)
-            self.told_at: dict[tuple[int, int], float] = {}
-
-        def tell(self, result: Any) -> None:
-            self.told_at[(result.member, result.end_step)] = time.time()
-            super().tell(result)
-
-    raw = {
-        "objective": "score", "mode": "max",
-        "trainable": {"name": "torch_overhead:TorchBlob", "mbytes": mbytes},
-        "space": {"rate": {"uniform": [0.01, 1.0]}},
-        "budget": {"population": 2, "steps": steps, "eval_every": 1},
-        "pbt": {"interval": 2, "burn_in": 0, "fraction": 0.5, "resample_probability": 0.0, "perturb_factors": [0.5]},
-        "initial": [{"rate": 1.0}, {"rate": 0.5}],
-    }
-    config = parse_config(raw, source="handover")
-    strategy = TimedPBT(config.space, config.budget, config.pbt, config.initial, strategy_rng(0))
-    store = RunStore.create(out, config=raw, strategy="pbt", seed=0, population=2, steps_per_member=steps,
-                            eval_every=1, objective="score", mode="max")
-    pool = WorkerPool(TrainableSpec(resolve_trainable(config.trainable.name), {"mbytes": mbytes}), WORKERS)
-    try:
-        Runner(strategy, store, pool, budget=config.budget, objective="score", mode="max", seed=0).run()
-    finally:
-        pool.shutdown()
-        store.close()
-    data = load_run(out)
+    name = "torch_overhead:TorchBlob"  # imported as a module, not __main__'s class, as pbt run imports it
+    data, told_at = timed_handover_search(name, resolve_trainable(name), mbytes, steps, out, burn_in=0)
     rows = data.results.set_index(["member", "step"])
     crossed = [e for e in exploits(data).itertuples()
                if rows.loc[(e.member, e.step + 1), "worker"] != rows.loc[(e.donor, e.donor_step), "worker"]]
-    from_ready = [1000 * (rows.loc[(e.member, e.step + 1), "train_started"] - strategy.told_at[(e.member, e.step)])
+    from_ready = [1000 * (rows.loc[(e.member, e.step + 1), "train_started"] - told_at[(e.member, e.step)])
                   for e in crossed]
     copying = [1000 * rows.loc[(e.member, e.step + 1), "set_state_seconds"] for e in crossed]
 
