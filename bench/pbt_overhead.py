@@ -194,6 +194,31 @@ def tune_available() -> bool:
     return True
 
 
+def tune_mutations(space: Mapping[str, Any]) -> dict[str, Any]:
+    """Our search space as Ray Tune's distributions (log-uniform or uniform), for its PBT's mutations."""
+    from ray import tune as rt
+
+    return {name: rt.loguniform(dim.low, dim.high) if dim.kind == "loguniform" else rt.uniform(dim.low, dim.high)
+            for name, dim in space.items()}
+
+
+def tune_counter() -> Any:
+    """A Ray Tune callback counting results, training seconds and hyperparameters outside the space
+    that the trainable reports (``train_seconds``, ``outside``)."""
+    from ray import tune as rt
+
+    class Count(rt.Callback):
+        def __init__(self) -> None:
+            self.results, self.train_seconds, self.outside = 0, 0.0, 0
+
+        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+            self.results += 1
+            self.train_seconds += result["train_seconds"]
+            self.outside += result["outside"]
+
+    return Count()
+
+
 def tune(synchronous: bool, storage: Path, config: Any = None) -> dict[str, Any]:
     """Ray Tune's PBT on the same search (or ``config``'s): an iteration of ``interval`` steps
     (20 of 100 steps per trial here), perturbing at every iteration, 2 trials at a time."""
@@ -236,27 +261,13 @@ def tune(synchronous: bool, storage: Path, config: Any = None) -> dict[str, Any]
             self.model.set_hparams(self._hparams(new_config))
             return True
 
-    class Count(rt.Callback):
-        def __init__(self) -> None:
-            self.results, self.train_seconds, self.outside = 0, 0.0, 0
-
-        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-            self.results += 1
-            self.train_seconds += result["train_seconds"]
-            self.outside += result["outside"]
-
-    def dist(dim: Any) -> Any:
-        if dim.kind == "loguniform":
-            return rt.loguniform(dim.low, dim.high)
-        return rt.uniform(dim.low, dim.high)
-
-    mutations = {name: dist(dim) for name, dim in space.items()}
+    mutations = tune_mutations(space)
     pbt = PopulationBasedTraining(
         time_attr="training_iteration", perturbation_interval=1, hyperparam_mutations=mutations,
         quantile_fraction=config.pbt.fraction, resample_probability=config.pbt.resample_probability,
         perturbation_factors=tuple(sorted(config.pbt.perturb_factors, reverse=True)), synch=synchronous,
     )
-    count = Count()
+    count = tune_counter()
     tuner = rt.Tuner(
         rt.with_resources(DigitsMLP, {"cpu": 1}),
         param_space={**mutations, "seed": rt.randint(0, 2**31)},

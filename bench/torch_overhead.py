@@ -43,7 +43,9 @@ ROOT = HERE.parent
 WORKERS = 2
 sys.path[:0] = [str(HERE), str(ROOT)]  # this module (TorchBlob) and examples.* for the driver, as for the workers
 
-from pbt_overhead import stdout_to_stderr, timed_handover_search, tune_available  # noqa: E402
+from pbt_overhead import (  # noqa: E402
+    stdout_to_stderr, timed_handover_search, tune_available, tune_counter, tune_mutations,
+)
 
 from workers.torch import TorchTrainable  # noqa: E402
 
@@ -133,26 +135,14 @@ def tune(storage: Path, reuse_actors: bool | None) -> dict[str, Any]:
                           checkpoint=rt.Checkpoint.from_directory(folder))
             outside = 0
 
-    class Count(rt.Callback):
-        def __init__(self) -> None:
-            self.results, self.train_seconds, self.outside = 0, 0.0, 0
-
-        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-            self.results += 1
-            self.train_seconds += result["train_seconds"]
-            self.outside += result["outside"]
-
-    def dist(dim: Any) -> Any:
-        return rt.loguniform(dim.low, dim.high) if dim.kind == "loguniform" else rt.uniform(dim.low, dim.high)
-
-    mutations = {name: dist(dim) for name, dim in space.items()}
+    mutations = tune_mutations(space)
     pbt = PopulationBasedTraining(
         time_attr="training_iteration", perturbation_interval=config.pbt.interval // every,
         hyperparam_mutations=mutations, quantile_fraction=config.pbt.fraction,
         resample_probability=config.pbt.resample_probability,
         perturbation_factors=tuple(sorted(config.pbt.perturb_factors, reverse=True)), synch=False,
     )
-    count = Count()
+    count = tune_counter()
     tuner = rt.Tuner(
         rt.with_resources(trainable, {"cpu": 1}),
         param_space={**mutations, "seed": rt.randint(0, 2**31)},
