@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
-import math
 import shutil
 import signal
 import sys
@@ -31,13 +30,14 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from models.errors import ConfigError, RunStopped
 from pbt import api
 from pbt.cli import Parser, dispatch, print_results
-from pbt.config import RunConfig, parse_config
+from pbt.config import Resources, RunConfig, parse_config
 from pbt.service import INPUTS_DIR, SERVICE_FILE, WAITING, copy_code, run_dir_in
 from pbt.strategies import STRATEGIES
 from pbt.terminal import ProgressDisplay
 from search.progress import Progress
 from search.store import DB_NAME, load_run
 from workers.cluster import code_path, disconnect
+from workers.pool import PoolShape
 
 STOPPED = 128 + signal.SIGTERM  # the exit status of a driver that stopped on SIGTERM
 CODE_DIR = "code"  # in a run directory: the custom trainable's top-level package or module
@@ -141,7 +141,7 @@ def _serve(config: RunConfig, run_dir: Path, args: argparse.Namespace, start: St
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after ray.init, which sets its own
     display = ProgressDisplay(sys.stderr, config.objective, every=2.0)
     try:
-        with _admitted(Path(args.storage).expanduser(), args.workers, stop, sys.stderr) as release:
+        with _admitted(Path(args.storage).expanduser(), config.resources, args.workers, stop, sys.stderr) as release:
             if stop.is_set():
                 print(f"pbt: stopped while {WAITING}: nothing ran (submit it again)", file=sys.stderr)
                 return STOPPED
@@ -163,7 +163,8 @@ def _serve(config: RunConfig, run_dir: Path, args: argparse.Namespace, start: St
 
 
 @contextmanager
-def _admitted(storage: Path, workers: int | None, stop: threading.Event, log: TextIO) -> Iterator[Callable[[], None]]:
+def _admitted(storage: Path, resources: Resources, workers: int | None, stop: threading.Event,
+              log: TextIO) -> Iterator[Callable[[], None]]:
     """Wait until the cluster has room for the search's workers, saying so on ``log``, and yield
     ``release``. Searches queue on the storage folder's admission lock: one at a time waits for room,
     then holds the lock until ``release`` (its workers are up), so that two searches never count the
@@ -182,7 +183,7 @@ def _admitted(storage: Path, workers: int | None, stop: threading.Event, log: Te
                 break
             say(f"{WAITING}: another search on this cluster is waiting for room or starting its workers")
         else:
-            _wait_for_cpus(workers, stop, say)
+            _wait_for_room(resources, workers, stop, say)
         say.done()
         yield release
     finally:
@@ -197,23 +198,27 @@ def _locked(handle: TextIO) -> bool:
     return True
 
 
-def _wait_for_cpus(workers: int | None, stop: threading.Event, say: Callable[[str], None]) -> None:
-    """Block until the cluster could place the pool's actors, as ``workers.pool.WorkerPool`` sizes
-    them (``workers`` actors, default one per CPU, of one CPU each or the cluster's CPUs shared out),
-    asked of Ray's scheduler with a placement group that is removed once it could be placed."""
-    total = float(ray.cluster_resources().get("CPU", 0.0))
-    size = workers or max(1, int(total))
-    each = min(1.0, math.floor(total / size * 100) / 100) if total > 0 else 0.0
-    if each == 0:
+def _wait_for_room(resources: Resources, workers: int | None, stop: threading.Event,
+                   say: Callable[[str], None]) -> None:
+    """Block until the cluster could place the search's workers that fit it at once, sized as its
+    ``WorkerPool`` will size them (``workers.pool.PoolShape``; ``workers`` overrides
+    ``resources.workers``), asked of Ray's scheduler with a placement group that is removed once it
+    could be placed."""
+    shape = PoolShape.on_cluster(resources.workers if workers is None else workers, resources.cpus_per_worker,
+                                 resources.gpus_per_worker)
+    bundle = {name: amount for name, amount in (("CPU", shape.cpus), ("GPU", shape.gpus)) if amount}
+    if not bundle:
         return
-    group = placement_group([{"CPU": each}] * size)
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    group = placement_group([bundle] * shape.fit)
     try:
         while not group.wait(timeout_seconds=ROOM_POLL_S):
             if stop.is_set():
                 return
             free = float(ray.available_resources().get("CPU", 0.0))
-            say(f"{WAITING}: this search's {size} workers need {size * each:g} CPUs; {free:g} of the cluster's "
-                f"{total:g} are free (other searches hold the rest)")
+            gpus = f" and {shape.fit * shape.gpus:g} GPUs" if shape.gpus else ""
+            say(f"{WAITING}: this search's {shape.fit} workers need {shape.fit * shape.cpus:g} CPUs{gpus}; {free:g} "
+                f"of the cluster's {total:g} CPUs are free (other searches hold the rest)")
     finally:
         remove_placement_group(group)
 

@@ -50,6 +50,30 @@ class PoolWorker:
     node: str | None = None
 
 
+@dataclass(frozen=True)
+class PoolShape:
+    """How a ``WorkerPool`` is sized on the connected cluster: ``size`` workers of ``cpus`` CPUs and
+    ``gpus`` GPUs each, of which ``fit`` fit the cluster's resources at once."""
+
+    size: int
+    cpus: float
+    gpus: float
+    fit: int
+
+    @classmethod
+    def on_cluster(cls, size: int | None, cpus: float | None, gpus: float) -> "PoolShape":
+        """``size`` default: as many as fit. ``cpus`` default: 1, or an equal share of the cluster's
+        CPUs when ``size`` is more than there are CPUs."""
+        check_workers(size)
+        resources = ray.cluster_resources()
+        total_cpus, total_gpus = float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0))
+        if size is None:
+            size = max(1, _fit(total_cpus, total_gpus, 1.0 if cpus is None else cpus, gpus))
+        if cpus is None:  # more workers than CPUs share them
+            cpus = min(1.0, math.floor(total_cpus / size * 100) / 100) if total_cpus > 0 else 0.0
+        return cls(size, cpus, gpus, max(1, min(size, _fit(total_cpus, total_gpus, cpus, gpus))))
+
+
 class WorkerPool:
     """``size`` worker actors asking Ray for ``cpus`` CPUs and ``gpus`` GPUs each.
 
@@ -62,17 +86,11 @@ class WorkerPool:
 
     def __init__(self, spec: TrainableSpec, size: int | None = None, start_timeout: float | None = None, *,
                  cpus: float | None = None, gpus: float = 0.0) -> None:
-        check_workers(size)
-        resources = ray.cluster_resources()
-        total_cpus, total_gpus = float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0))
-        if size is None:
-            size = max(1, _fit(total_cpus, total_gpus, 1.0 if cpus is None else cpus, gpus))
-        if cpus is None:  # more workers than CPUs share them
-            cpus = min(1.0, math.floor(total_cpus / size * 100) / 100) if total_cpus > 0 else 0.0
+        shape = PoolShape.on_cluster(size, cpus, gpus)
         self.spec = spec
-        self.size = size
-        self.cpus, self.gpus = cpus, gpus
-        self.fit = max(1, min(size, _fit(total_cpus, total_gpus, cpus, gpus)))  # the workers warm_up waits for
+        self.size = size = shape.size
+        self.cpus, self.gpus = shape.cpus, shape.gpus
+        self.fit = shape.fit  # the workers warm_up waits for
         self.start_timeout = START_TIMEOUT_S if start_timeout is None else start_timeout
         self._count = 0
         self._start_failures = 0
