@@ -171,35 +171,39 @@ def _versus(pbt: pd.DataFrame, random: pd.DataFrame, mode: str, variant: str) ->
     }
 
 
+def _markdown(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table's lines: a header of ``columns``, then a line per row of cells."""
+    return ["| " + " | ".join(columns) + " |", "| --- |" + " --- |" * (len(columns) - 1),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def _outcome(cell: Mapping[str, Any] | None) -> str:
+    """``mean ± std (test mean)`` of one variant on one task; empty without runs."""
+    if cell is None or cell["mean"] is None:
+        return ""
+    text = f"{cell['mean']:.4g} ± {cell['std']:.2g}"
+    return text + (f" ({cell['test']['mean']:.4g})" if cell["test"]["mean"] is not None else "")
+
+
+def _against_random(vs: Mapping[str, Any] | None) -> str:
+    """``wins/ties/losses, p=..`` and ✓ or ✗ for the target; empty without a comparison."""
+    if vs is None:
+        return ""
+    return f"{vs['wins']}/{vs['ties']}/{vs['losses']}, p={vs['p_value']:.2g}{' ✓' if vs['meets_target'] else ' ✗'}"
+
+
 def tables(report: Mapping[str, Any], variants: Sequence[str], seeds: int) -> str:
     """The README's two markdown tables: outcomes per task, and each PBT variant against random."""
+    pbts = [v for v in variants if VARIANTS[v][0] == "pbt"]
     lines = [f"Best validation objective of the selected member, mean ± std over {seeds} seeds "
              "(test metric of that member in brackets):", "",
-             "| task | " + " | ".join(variants) + " |", "| --- |" + " --- |" * len(variants)]
-    for task, entry in report.items():
-        cells = []
-        for variant in variants:
-            cell = entry["variants"].get(variant)
-            if cell is None or cell["mean"] is None:
-                cells.append("")
-                continue
-            text = f"{cell['mean']:.4g} ± {cell['std']:.2g}"
-            if cell["test"]["mean"] is not None:
-                text += f" ({cell['test']['mean']:.4g})"
-            cells.append(text)
-        lines.append(f"| {task} ({entry['mode']}) | " + " | ".join(cells) + " |")
-    pbts = [v for v in variants if VARIANTS[v][0] == "pbt"]
-    lines += ["", "Each PBT variant against random search on the same seeds: wins / ties / losses, "
-              "one-sided Wilcoxon p (H1: PBT better), ✓ where the target holds:", "",
-              "| task | " + " | ".join(pbts) + " |", "| --- |" + " --- |" * len(pbts)]
-    for task, entry in report.items():
-        cells = []
-        for variant in pbts:
-            vs = entry["vs_random"].get(variant)
-            cells.append("" if vs is None else
-                         f"{vs['wins']}/{vs['ties']}/{vs['losses']}, p={vs['p_value']:.2g}"
-                         f"{' ✓' if vs['meets_target'] else ' ✗'}")
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+             *_markdown(["task", *variants], [[f"{task} ({entry['mode']})",
+                                               *(_outcome(entry["variants"].get(v)) for v in variants)]
+                                              for task, entry in report.items()]),
+             "", "Each PBT variant against random search on the same seeds: wins / ties / losses, "
+             "one-sided Wilcoxon p (H1: PBT better), ✓ where the target holds:", "",
+             *_markdown(["task", *pbts], [[task, *(_against_random(entry["vs_random"].get(v)) for v in pbts)]
+                                         for task, entry in report.items()])]
     return "\n".join(lines) + "\n"
 
 

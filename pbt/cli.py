@@ -314,7 +314,8 @@ def _add_submit(subparsers: argparse._SubParsersAction) -> None:
                                        "(default <config>-<strategy>-seed<N>-<time>)")
     parser.add_argument("--storage", default=DEFAULT_STORAGE,
                         help=f"the folder of runs on the head (default {DEFAULT_STORAGE})")
-    parser.add_argument("--workers", type=_positive_int, help="worker actors (default: the cluster's CPUs)")
+    parser.add_argument("--workers", type=_positive_int,
+                        help="worker actors (default: the config's resources.workers, else as many as fit)")
     parser.add_argument("--stop-grace", type=_non_negative_int, default=STOP_GRACE_S,
                         help=f"seconds a stop waits for the final snapshot before Ray kills the driver "
                              f"(default {STOP_GRACE_S})")

@@ -34,7 +34,7 @@ import pandas as pd
 from models.errors import ConfigError, StoreError
 from pbt.api import user_modules
 from pbt.config import RunConfig
-from pbt.terminal import format_progress, parse_progress
+from pbt.terminal import format_progress, format_steps, parse_progress
 from search.progress import Progress
 from search.store import RunData, best_member, load_run
 from workers.cluster import TOKEN_HINT, first_line, runtime_env, use_token_if_any
@@ -327,7 +327,7 @@ def format_jobs(views: list[JobView]) -> str:
         "job": [v.job for v in views],
         "status": [v.status for v in views],
         "strategy": [v.strategy or "-" for v in views],
-        "steps": ["-" if v.progress is None else _steps(v.progress) for v in views],
+        "steps": ["-" if v.progress is None else format_steps(v.progress) for v in views],
         "best": ["-" if v.progress is None or v.progress.best_objective is None
                  else f"{v.objective or 'objective'} {v.progress.best_objective:.4g}" for v in views],
         "started": [_time(v.started) for v in views],
@@ -352,11 +352,6 @@ def format_status(view: JobView) -> str:
     if view.message:
         lines.append(f"message: {view.message}")
     return "\n".join(lines)
-
-
-def _steps(progress: Progress) -> str:
-    fraction = progress.steps_done / progress.budget_steps if progress.budget_steps else 0.0
-    return f"{progress.steps_done:,}/{progress.budget_steps:,} ({fraction:.0%})"
 
 
 def _time(seconds: float | None) -> str:

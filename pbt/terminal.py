@@ -36,15 +36,17 @@ _PROGRESS_LINE = re.compile(
     r" \| (?P<elapsed>[\d:]+) elapsed")
 
 
+def format_steps(progress: Progress) -> str:
+    """Steps done of the budget, with the share: ``12,000/16,000 (75%)``."""
+    fraction = progress.steps_done / progress.budget_steps if progress.budget_steps else 0.0
+    return f"{progress.steps_done:,}/{progress.budget_steps:,} ({fraction:.0%})"
+
+
 def format_progress(progress: Progress, objective: str, *, still_running: bool = True) -> str:
     """One line: members done, steps of the budget, best so far, exploits, elapsed and (while
     ``still_running``) time left."""
     p = progress
-    fraction = p.steps_done / p.budget_steps if p.budget_steps else 0.0
-    parts = [
-        f"members {p.members_done}/{p.population} done",
-        f"steps {p.steps_done:,}/{p.budget_steps:,} ({fraction:.0%})",
-    ]
+    parts = [f"members {p.members_done}/{p.population} done", f"steps {format_steps(p)}"]
     if p.best_objective is not None:
         parts.append(f"best {objective} {p.best_objective:.4g} (member {p.best_member})")
     if p.exploits:
