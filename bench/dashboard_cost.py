@@ -37,7 +37,6 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import tomllib  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -45,23 +44,13 @@ from typing import Any  # noqa: E402
 
 from dashboards.server import REFRESH_SECONDS, make_server  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "examples" / "digits.toml"
+from pbt_overhead import digits_config  # noqa: E402
+
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WORKERS = 2
 REPEATS = 3
 POPULATION, STEPS, EVERY = 8, 180_000, 500
 SHOWN_TIMEOUT_S = 60.0
-
-
-def digits_config() -> Any:
-    """examples/digits.toml, long enough to last about a minute; asynchronous PBT as by default."""
-    from pbt.config import parse_config
-
-    raw = tomllib.loads(CONFIG.read_text())
-    raw["budget"].update(population=POPULATION, steps=STEPS, eval_every=EVERY)
-    raw["pbt"].update(interval=EVERY, synchronous=False)
-    return parse_config(raw, source=str(CONFIG))
 
 
 def serve_dashboard(folder: str) -> None:
@@ -183,7 +172,7 @@ def main() -> None:
         return
     import ray
 
-    config = digits_config()
+    config = digits_config(POPULATION, STEPS, EVERY)
     ray.init(address="local", num_cpus=WORKERS, include_dashboard=False, log_to_driver=False,
              configure_logging=False)  # a Ray of its own, never a cluster already running here
     try:

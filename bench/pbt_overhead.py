@@ -70,15 +70,18 @@ class Blob:
         self.rate = float(hparams["rate"])
 
 
-def digits_config(synchronous: bool) -> Any:
+def digits_config(population: int = 8, steps: int = 2000, every: int = 100, synchronous: bool = False) -> Any:
+    """examples/digits.toml at ``population`` x ``steps``, evaluating and deciding every ``every``
+    steps (``eval_every`` and PBT's ``interval``); every other PBT setting its default. The digits
+    search of every bench here."""
     import tomllib
 
     from pbt.config import parse_config
 
     path = ROOT / "examples" / "digits.toml"
     raw = tomllib.loads(path.read_text())
-    raw["budget"].update(population=8, steps=2000, eval_every=100)
-    raw["pbt"].update(interval=100, synchronous=synchronous)
+    raw["budget"].update(population=population, steps=steps, eval_every=every)
+    raw["pbt"] = {"interval": every, "synchronous": synchronous}
     return parse_config(raw, source=str(path))
 
 
@@ -87,7 +90,7 @@ def ours(strategy: str, synchronous: bool, out: Path, repeats: int = 3) -> dict[
     machine): the run of median utilisation, and every run's utilisation."""
     from pbt.api import run
 
-    config = digits_config(synchronous)
+    config = digits_config(synchronous=synchronous)
     runs = []
     for i in range(repeats):
         summary = run(config, strategy=strategy, seed=0, out=out / str(i), workers=WORKERS)
@@ -225,7 +228,7 @@ def tune(synchronous: bool, storage: Path, config: Any = None) -> dict[str, Any]
     from ray import tune as rt
     from ray.tune.schedulers import PopulationBasedTraining
 
-    config = config or digits_config(synchronous)
+    config = config or digits_config(synchronous=synchronous)
     iteration = config.pbt.interval
     space, settings = config.space, dict(config.trainable.settings)
 

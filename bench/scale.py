@@ -33,24 +33,13 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import tomllib  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "examples" / "digits.toml"
+from pbt_overhead import digits_config  # noqa: E402
+
 EVERY = 100
 SAMPLE_EVERY_S = 1.0
-
-
-def digits_config(population: int, steps: int) -> Any:
-    """examples/digits.toml at ``population`` x ``steps``, PBT's defaults but interval and eval_every 100."""
-    from pbt.config import parse_config
-
-    raw = tomllib.loads(CONFIG.read_text())
-    raw["budget"].update(population=population, steps=steps, eval_every=EVERY)
-    raw["pbt"] = {"interval": EVERY}
-    return parse_config(raw, source=str(CONFIG))
 
 
 def directory_bytes(directory: Path, pattern: str = "*") -> int:
@@ -85,7 +74,7 @@ def one(population: int, steps: int, workers: int, out: Path) -> dict[str, Any]:
     load_start = os.getloadavg()[0]
     connect(num_cpus=2)
     try:
-        summary = run(digits_config(population, steps), strategy="pbt", seed=0, out=out, workers=workers,
+        summary = run(digits_config(population, steps, EVERY), strategy="pbt", seed=0, out=out, workers=workers,
                       on_progress=sample)
     finally:
         disconnect()

@@ -36,6 +36,8 @@ import tomllib  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from pbt_overhead import digits_config  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parent / "examples" / "digits.toml"
 WORKERS = 2
@@ -69,20 +71,10 @@ def steps_per_second() -> float:
     return steps / (time.perf_counter() - start)
 
 
-def digits_config(steps: int, segments: int, synchronous: bool) -> Any:
-    """examples/digits.toml, 8 members, ``segments`` segments of ``steps`` (interval and eval_every)."""
-    from pbt.config import parse_config
-
-    raw = tomllib.loads(CONFIG.read_text())
-    raw["budget"].update(population=POPULATION, steps=steps * segments, eval_every=steps)
-    raw["pbt"] = {"interval": steps, "synchronous": synchronous}
-    return parse_config(raw, source=str(CONFIG))
-
-
 def point(strategy: str, synchronous: bool, steps: int, segments: int, out: Path) -> dict[str, Any]:
     from pbt.api import run
 
-    config = digits_config(steps, segments, synchronous)
+    config = digits_config(POPULATION, steps * segments, steps, synchronous)
     summary = run(config, strategy=strategy, seed=0, out=out, workers=WORKERS)
     done = summary["budget_steps"] / steps
     return {"steps": steps, "segment_s": round(summary["train_seconds"] / done, 4),
@@ -95,7 +87,7 @@ def tune_point(steps: int, segments: int, out: Path) -> dict[str, Any]:
     import pbt_overhead
 
     with pbt_overhead.stdout_to_stderr():
-        result = pbt_overhead.tune(False, out, config=digits_config(steps, segments, False))
+        result = pbt_overhead.tune(False, out, config=digits_config(POPULATION, steps * segments, steps))
     return {"steps": steps, "segment_s": round(result["train_s"] / (POPULATION * segments), 4),
             "utilisation": result["utilisation"],
             "wall_s": result["wall_s"], "load_average": round(os.getloadavg()[0], 1)}
