@@ -50,6 +50,25 @@ def test_members_stay_on_the_worker_that_ran_them(ray_session, tmp_path):
     assert list(workers) == [1, 1]
 
 
+def test_a_slower_workers_members_keep_up_with_the_population(ray_session, tmp_path):
+    """One worker trains 10 ms a step, the other is instant. Members stay with their worker unless
+    they fall a whole segment behind, so the population moves together, as asynchronous PBT needs
+    to compare members at about the same step: the members' clocks never spread over 3 segments
+    (with sticky members they spread to most of the budget: the instant worker's finish first)."""
+    trainable = {"name": "trainables:SlowWorkerToy", "slow": str(tmp_path / "slow"), "delay": 0.003, "slowdown": 2}
+    config = parse_config(toy_raw(population=4, steps=80, eval_every=4, trainable=trainable,
+                                  pbt={"interval": 4, "burn_in": 80}), "test")  # segments of 4, no exploit
+    run(config, strategy="pbt", seed=0, out=tmp_path / "run", workers=2)
+    results = load_run(tmp_path / "run").results.sort_values("wall_time", kind="stable")
+    clocks, spread = {}, 0
+    for member, step in zip(results["member"], results["step"]):
+        clocks[member] = step
+        if len(clocks) == 4:
+            spread = max(spread, max(clocks.values()) - min(clocks.values()))
+    assert results.groupby("member")["worker"].nunique().max() == 2  # members moved to keep up
+    assert spread <= 12, spread
+
+
 class _CopyOnce(Strategy):
     """Two members train 8 steps; member 1 then takes member 0's state with new hparams; both finish."""
 

@@ -49,6 +49,29 @@ class SlowToy(ToyQuadratic):
         return state
 
 
+class SlowWorkerToy(ToyQuadratic):
+    """The toy, ``delay`` seconds per step, ``slowdown`` times that on one worker: the first worker
+    process to build one claims the marker file ``slow`` (its pid)."""
+
+    def __init__(self, hparams: Mapping[str, Any], seed: int, *, slow: str, delay: float, slowdown: float,
+                 lr: float = 0.01) -> None:
+        import ray
+
+        super().__init__(hparams, seed, lr=lr)
+        self.slow, self.delay, self.slowdown = Path(slow), delay, slowdown
+        if ray.get_runtime_context().get_actor_id() is not None:  # not the config's probe on the driver
+            try:
+                with open(self.slow, "x") as claim:
+                    claim.write(str(os.getpid()))
+            except FileExistsError:
+                pass
+
+    def train(self, steps: int) -> None:
+        slower = self.slow.read_text() == str(os.getpid())
+        time.sleep(steps * self.delay * (self.slowdown if slower else 1.0))
+        super().train(steps)
+
+
 class BulkyToy(ToyQuadratic):
     """The toy, ``delay`` seconds per step, with a state of ``kb`` KB more (``ballast``, carried
     through ``get_state`` / ``set_state``): above Ray's 100 KB inline limit, states live in the
