@@ -74,6 +74,7 @@ VARIANTS: dict[str, tuple[str, Callable[[RunConfig], dict[str, Any]]]] = {
     "pbt-burn10": ("pbt", _burn_in_fraction(0.1)),
     "pbt-burn40": ("pbt", _burn_in_fraction(0.4)),
     "pbt-window1": ("pbt", lambda c: {"fitness_window": 1}),
+    "pbt-mean": ("pbt", lambda c: {"fitness": "mean"}),
     "pbt-sync": ("pbt", lambda c: {"synchronous": True}),
     "pbt-tournament": ("pbt", lambda c: {"exploit": "tournament"}),
 }

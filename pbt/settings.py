@@ -25,7 +25,8 @@ class PBTSettings:
     resample_probability: float = 0.25
     perturb_factors: tuple[float, ...] = (0.8, 1.2)
     synchronous: bool = False
-    fitness_window: int = 4  # a member is ranked by the best of its last fitness_window ready scores
+    fitness_window: int = 4  # a member is ranked by its last fitness_window ready scores...
+    fitness: Literal["best", "mean"] = "best"  # ...by their best, or by their mean
 
     def __post_init__(self) -> None:
         if self.interval is not None:
@@ -49,6 +50,8 @@ class PBTSettings:
             raise ConfigError(f"pbt.perturb_factors: must be a non-empty list of numbers > 0, got {factors!r}")
         object.__setattr__(self, "perturb_factors", tuple(float(f) for f in factors))
         _require_int("fitness_window", self.fitness_window, minimum=1)
+        if self.fitness not in ("best", "mean"):
+            raise ConfigError(f"pbt.fitness: must be 'best' or 'mean', got {self.fitness!r}")
         if not isinstance(self.synchronous, bool):
             raise ConfigError(f"pbt.synchronous: must be true or false, got {self.synchronous!r}")
 

@@ -106,7 +106,7 @@ class PBTStrategy(Strategy):
         elif state.step % self.settings.interval == 0 and state.step >= self.settings.burn_in:
             state.status = "ready"
             if self.settings.synchronous:
-                self._boundaries.setdefault(state.step, {})[result.member] = self._fitness(state, result.score)
+                self._boundaries.setdefault(state.step, {})[result.member] = self._fitness(state, result.score, state.step)
             else:
                 self._ready.append(result.member)
         else:
@@ -173,14 +173,17 @@ class PBTStrategy(Strategy):
         receiver.history = list(donor_history)
         return Exploit(member, donor, dict(hparams), ops)
 
-    def _fitness(self, member: _Member, latest: float) -> float:
-        """What a member is ranked by: the best of its ``history`` and its ``latest`` score, so a
-        member whose scores swing (a high learning rate, a noisy validation) is judged by what its
-        weights showed over the last ``fitness_window`` intervals, not by one unlucky evaluation;
-        ``-inf`` when the latest is (a diverged member is always replaced)."""
+    def _fitness(self, member: _Member, latest: float, step: int) -> float:
+        """What a member is ranked by: its last ``fitness_window`` scores (its told ``history``, and
+        ``latest`` if that was evaluated at a ``step`` after them), by their best (``fitness =
+        "best"``) or their mean. So a member whose scores swing (a high learning rate, a noisy
+        validation) is judged by what its weights showed over the last intervals, not by one
+        evaluation; ``-inf`` when the latest is (a diverged member is always replaced)."""
         if latest == -math.inf:
             return latest
-        return max([*member.history, latest])
+        window = member.history if step <= member.step else [*member.history, latest]
+        window = window[-self.settings.fitness_window:]
+        return max(window) if self.settings.fitness == "best" else float(np.mean(window))
 
     def _latest_scores(self, view: PopulationView) -> dict[int, float]:
         """The fitness, from the view's latest score, of every member still in and holding the
@@ -197,7 +200,7 @@ class PBTStrategy(Strategy):
                 continue
             if state.exploited_at is not None and seen.step <= state.exploited_at:
                 continue
-            scores[seen.member] = self._fitness(state, seen.score)
+            scores[seen.member] = self._fitness(state, seen.score, seen.step)
         return scores
 
     def _decide_in_turn(self, view: PopulationView) -> list[Decision]:
@@ -205,7 +208,8 @@ class PBTStrategy(Strategy):
         decisions: list[Decision] = []
         scores = self._latest_scores(view)
         for member in self._ready:
-            scores[member] = self._fitness(self._members[member], self._members[member].score)
+            state = self._members[member]
+            scores[member] = self._fitness(state, state.score, state.step)
             donor = self._donor(member, ranking(scores, self.rng), scores)
             if donor is not None:
                 decisions.append(self._exploit(member, donor, self._members[donor].hparams,

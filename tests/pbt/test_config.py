@@ -230,6 +230,7 @@ def test_load_config_reads_a_file(tmp_path):
         ({"pbt": {"interval": 7}}, "pbt.interval: must be a multiple of budget.eval_every (5), got 7"),
         ({"pbt": {"perturbation_intervl": 5}}, "pbt.perturbation_intervl: unknown; expected one of interval"),
         ({"pbt": {"interval": 5, "fraction": 0.9}}, "pbt.fraction: must be in (0, 0.5], got 0.9"),
+        ({"pbt": {"fitness": "median"}}, "pbt.fitness: must be 'best' or 'mean', got 'median'"),
         ({"pbt": 5}, "pbt: must be a table [pbt], got 5"),
         ({"grid": {"h9": [0.5]}}, "grid.h9: not a dimension of [space]"),
         ({"grid": {"h0": [2.0]}}, "grid.h0: 2.0 is outside the space (uniform [0.0, 1.0])"),

@@ -59,7 +59,7 @@ def test_every_edge_value_of_every_dimension_stays_inside() -> None:
                 assert dim.contains(moved), (name, value, moved)
 
 
-def test_continuous_values_are_multiplied_by_a_listed_factor_then_clipped() -> None:
+def test_log_uniform_values_are_multiplied_by_a_listed_factor_then_clipped() -> None:
     lr = SPACE["lr"]
     seen = Counter()
     rng = np.random.default_rng(0)
@@ -71,8 +71,28 @@ def test_continuous_values_are_multiplied_by_a_listed_factor_then_clipped() -> N
     assert abs(seen["*0.8"] - 1000) < 100  # factors drawn uniformly
     assert perturb(lr, 0.9, np.random.default_rng(0), (1.2,)) == (1.0, "*1.2")
     assert perturb(lr, 1e-4, np.random.default_rng(0), (0.8,)) == (1e-4, "*0.8")
-    assert perturb(SPACE["momentum"], 0.9, np.random.default_rng(0), (1.2,)) == (0.99, "*1.2")
-    assert perturb(SPACE["shift"], -0.5, np.random.default_rng(0), (1.2,)) == (pytest.approx(-0.6), "*1.2")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "factor", "expected", "op"),
+    [
+        ("momentum", 0.5, 1.2, 0.698, "+0.198"),   # a fifth of the width 0.99
+        ("momentum", 0.5, 0.8, 0.302, "-0.198"),
+        ("momentum", 0.0, 1.2, 0.198, "+0.198"),   # 0 moves (0 × 1.2 would not)
+        ("momentum", 0.9, 1.2, 0.99, "+0.198"),    # clipped at the top
+        ("momentum", 0.1, 0.8, 0.0, "-0.198"),     # and at the bottom
+        ("shift", -0.5, 1.2, -0.1, "+0.4"),        # up is up on both sides of 0
+        ("shift", 0.5, 0.5, -0.5, "-1"),
+        ("gamma", 0.99, 0.8, 0.9702, "-0.0198"),   # a narrow range far from 0 is not thrown to its ends
+        ("gamma", 0.99, 1.2, 0.999, "+0.0198"),
+        ("momentum", 0.5, 1.0, 0.5, "+0"),
+    ],
+)
+def test_uniform_values_move_by_a_share_of_their_range(name: str, value: float, factor: float,
+                                                        expected: float, op: str) -> None:
+    dim = SPACE[name] if name in SPACE else Dimension(name, "uniform", 0.9, 0.999)
+    moved, done = perturb(dim, value, np.random.default_rng(0), (factor,))
+    assert (moved, done) == (pytest.approx(expected), op)
 
 
 @pytest.mark.parametrize(

@@ -328,13 +328,15 @@ def test_bad_construction_is_one_config_error_naming_the_field() -> None:
         strategy(initial=({"h0": 2.0, "h1": 0.5},))
 
 
-@pytest.mark.parametrize("window, receiver, donor", [(2, 1, 0), (1, 0, 3)])
-def test_a_member_is_ranked_by_the_best_of_its_last_fitness_window_scores(window: int, receiver: int,
-                                                                           donor: int) -> None:
-    """Member 0 led at step 12 and dipped at 24: judged over two intervals it is still the best,
-    and the weakest member copies it (with its history); judged on its latest score it is replaced."""
+@pytest.mark.parametrize("window, fitness, receiver, donor", [(2, "best", 1, 0), (1, "best", 0, 3),
+                                                             (2, "mean", 1, 3), (1, "mean", 0, 3)])
+def test_a_member_is_ranked_by_its_last_fitness_window_scores(window: int, fitness: str, receiver: int,
+                                                              donor: int) -> None:
+    """Member 0 led at step 12 and dipped at 24: judged by its best over two intervals it is still
+    the best, and the weakest member copies it (with its history); by their mean (0.6) it is in the
+    middle and member 3 (0.7) donates; judged on its latest score it is replaced."""
     budget = Budget(population=4, steps=48, eval_every=4)
-    pbt = strategy(0, budget=budget, synchronous=True, burn_in=24, fitness_window=window)
+    pbt = strategy(0, budget=budget, synchronous=True, burn_in=24, fitness_window=window, fitness=fitness)
     pbt.ask(PopulationView(()))
     for step, scores in ((12, (0.9, 0.5, 0.6, 0.7)), (24, (0.3, 0.5, 0.6, 0.7))):
         for member, score in enumerate(scores):
@@ -342,4 +344,4 @@ def test_a_member_is_ranked_by_the_best_of_its_last_fitness_window_scores(window
         decisions = pbt.ask(PopulationView(()))
     assert [(d.member, d.donor) for d in decisions if isinstance(d, Exploit)] == [(receiver, donor)]
     histories = [m["history"] for m in pbt.state_dict()["members"]]
-    assert histories[receiver] == ([0.9, 0.3] if window == 2 else [0.7])  # the donor's
+    assert histories[receiver] == histories[donor] == {0: [0.9, 0.3], 3: [0.7, 0.7][-window:]}[donor]
