@@ -35,8 +35,8 @@ HPARAM_BOUNDS = {
     "gae_lambda": {"lo": 0.0, "hi": 1.0},
     "value_coef": {"lo": 0.0},
 }
-VALIDATION_EPISODES, VALIDATION_SEED = 10, 1_000_000  # fixed: every member, every evaluation
-TEST_EPISODES, TEST_SEED = 20, 2_000_000
+VALIDATION_EPISODES, VALIDATION_SEED = 30, 1_000_000  # fixed: every member, every evaluation
+TEST_EPISODES, TEST_SEED = 100, 2_000_000
 MAX_GRAD_NORM = 0.5
 ADAM_EPS = 1e-5
 POLICY_HEAD_SCALE = 0.01  # near-uniform initial policy

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models import ActorCritic
-from models.actor_critic import generalized_advantages, sample_actions
+from models.actor_critic import TEST_EPISODES, VALIDATION_EPISODES, generalized_advantages, sample_actions
 from models.environments import CartPoleBatch, InstanceBatch, make_batch
 from models.errors import ConfigError
 
@@ -91,7 +91,8 @@ def test_evaluation_is_read_only_and_outside_the_training_budget():
     after = t.get_state()
     assert all(np.array_equal(before[k], after[k]) for k in before)
     assert first["env_steps"] == 3 * 4 * 5
-    assert first["val_env_steps"] >= 10 * 8  # ten episodes, none shorter than CartPole's ~8 steps
+    assert first["val_env_steps"] >= VALIDATION_EPISODES * 8 >= 30 * 8  # none shorter than CartPole's ~8 steps
+    assert t.test()["test_env_steps"] >= TEST_EPISODES * 8 >= 100 * 8
     assert 0.0 < first["val_entropy"] <= np.log(2) + 1e-6
     assert set(t.test()) == {"test_return", "test_entropy", "test_env_steps"}
 
