@@ -75,10 +75,10 @@ VARIANTS: dict[str, tuple[str, Callable[[RunConfig], dict[str, Any]]]] = {
     "pbt-burn40": ("pbt", _burn_in_fraction(0.4)),
     "pbt-window1": ("pbt", lambda c: {"fitness_window": 1}),
     "pbt-mean": ("pbt", lambda c: {"fitness": "mean"}),
-    "pbt-sync": ("pbt", lambda c: {"synchronous": True}),
+    "pbt-async": ("pbt", lambda c: {"synchronous": False}),
     "pbt-tournament": ("pbt", lambda c: {"exploit": "tournament"}),
 }
-DEFAULT_VARIANTS = ("grid", "random", "pbt", "pbt-sync", "pbt-burn0", "pbt-burn10", "pbt-window1")
+DEFAULT_VARIANTS = ("grid", "random", "pbt", "pbt-async", "pbt-mean")
 
 
 def variant_config(task: str, variant: str, population: int | None = None) -> RunConfig:

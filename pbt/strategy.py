@@ -54,15 +54,15 @@ class PBTStrategy(Strategy):
     members still exploit and explore) and explores, giving ``Exploit`` then ``Train``; otherwise
     just ``Train``.
 
-    Asynchronous (default): ready members are decided in the order they became ready, against the
-    latest scores of every member that has one (finished members included: they still hold their
-    state). Synchronous: ready members wait until every live member has reported its score at the
-    same boundary; then all are decided in member order from the scores at that boundary, so a
+    Synchronous (default): ready members wait until every live member has reported its score at
+    the same boundary; then all are decided in member order from the scores at that boundary, so a
     seed gives the same decisions whatever order results arrive in and for any number of workers.
     With truncation, a member that the scores already in place in the middle (at least the bottom
     count strictly below it and the top count strictly above it, however the rest score and
     however ties are drawn) can neither give nor receive at this boundary, so it goes on training
     instead of waiting.
+    Asynchronous: ready members are decided in the order they became ready, against the latest
+    scores of every member that has one (finished members included: they still hold their state).
     """
 
     name = "pbt"
@@ -156,10 +156,11 @@ class PBTStrategy(Strategy):
         interval = self.settings.interval
         return min((step // interval + 1) * interval, self.budget.steps) - step
 
-    def _donor(self, member: int, ranked: Sequence[int], scores: Mapping[int, float]) -> int | None:
+    def _donor(self, member: int, ranked: Sequence[int], scores: Mapping[int, float],
+               current: Mapping[int, float]) -> int | None:
         if self.settings.exploit == "tournament":
-            return tournament(member, ranked, scores, self.rng)
-        return truncation_donor(member, ranked, scores, self.settings.fraction, self.rng)
+            return tournament(member, ranked, scores, self.rng, current)
+        return truncation_donor(member, ranked, scores, self.settings.fraction, self.rng, current)
 
     def _exploit(self, member: int, donor: int, donor_hparams: Mapping[str, Any],
                  donor_history: Sequence[float]) -> Exploit:
@@ -185,15 +186,15 @@ class PBTStrategy(Strategy):
         window = window[-self.settings.fitness_window:]
         return max(window) if self.settings.fitness == "best" else float(np.mean(window))
 
-    def _latest_scores(self, view: PopulationView) -> dict[int, float]:
-        """The fitness, from the view's latest score, of every member still in and holding the
+    def _latest_scores(self, view: PopulationView) -> tuple[dict[int, float], dict[int, float]]:
+        """The fitness and the latest score (``current``) of every member still in and holding the
         state it evaluated.
 
         The view may be ahead of the told segments (a runner evaluates every ``eval_every`` steps
         inside a segment); a member exploited since its last evaluation is left out until its
         clock moves past the exploit.
         """
-        scores = {}
+        scores, current = {}, {}
         for seen in view.members:
             state = self._members[seen.member]
             if seen.score is None or seen.failed or state.status == "failed":
@@ -201,20 +202,21 @@ class PBTStrategy(Strategy):
             if state.exploited_at is not None and seen.step <= state.exploited_at:
                 continue
             scores[seen.member] = self._fitness(state, seen.score, seen.step)
-        return scores
+            current[seen.member] = seen.score
+        return scores, current
 
     def _decide_in_turn(self, view: PopulationView) -> list[Decision]:
         """Asynchronous: each ready member, in turn, against the latest scores of the others."""
         decisions: list[Decision] = []
-        scores = self._latest_scores(view)
+        scores, current = self._latest_scores(view)
         for member in self._ready:
             state = self._members[member]
-            scores[member] = self._fitness(state, state.score, state.step)
-            donor = self._donor(member, ranking(scores, self.rng), scores)
+            scores[member], current[member] = self._fitness(state, state.score, state.step), state.score
+            donor = self._donor(member, ranking(scores, self.rng), scores, current)
             if donor is not None:
                 decisions.append(self._exploit(member, donor, self._members[donor].hparams,
                                                self._members[donor].history))
-                del scores[member]
+                del scores[member], current[member]
             self._members[member].status = "idle"
         self._ready.clear()
         return decisions
@@ -263,9 +265,10 @@ class PBTStrategy(Strategy):
         ranked = ranking(scores, self.rng)
         hparams = {m: dict(self._members[m].hparams) for m in waiting}  # at the boundary, before any exploit
         history = {m: list(self._members[m].history) for m in waiting}
+        current = {m: history.get(m, self._members[m].history)[-1] for m in scores}  # scored at the boundary
         chosen = []
         for member in waiting:
-            donor = self._donor(member, ranked, scores)
+            donor = self._donor(member, ranked, scores, current)
             if donor is not None:
                 chosen.append(self._exploit(member, donor, hparams[donor], history[donor]))
         for member in waiting:

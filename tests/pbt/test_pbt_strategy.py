@@ -29,7 +29,7 @@ def toy(hparams: Any, member: int) -> ToyQuadratic:
 
 
 def strategy(seed: int = 0, budget: Budget = BUDGET, initial: tuple = (), **settings: Any) -> PBTStrategy:
-    settings = {"interval": 12, "fraction": 0.25, "burn_in": 0, **settings}
+    settings = {"interval": 12, "fraction": 0.25, "burn_in": 0, "synchronous": False, **settings}
     return PBTStrategy(SPACE, budget, PBTSettings(**settings), initial, np.random.default_rng(seed))
 
 
@@ -328,13 +328,15 @@ def test_bad_construction_is_one_config_error_naming_the_field() -> None:
         strategy(initial=({"h0": 2.0, "h1": 0.5},))
 
 
-@pytest.mark.parametrize("window, fitness, receiver, donor", [(2, "best", 1, 0), (1, "best", 0, 3),
-                                                             (2, "mean", 1, 3), (1, "mean", 0, 3)])
-def test_a_member_is_ranked_by_its_last_fitness_window_scores(window: int, fitness: str, receiver: int,
-                                                              donor: int) -> None:
-    """Member 0 led at step 12 and dipped at 24: judged by its best over two intervals it is still
-    the best, and the weakest member copies it (with its history); by their mean (0.6) it is in the
-    middle and member 3 (0.7) donates; judged on its latest score it is replaced."""
+@pytest.mark.parametrize("window, fitness, exploits", [(2, "best", []), (1, "best", [(0, 3)]),
+                                                     (2, "mean", [(1, 3)]), (1, "mean", [(0, 3)])])
+def test_a_member_is_ranked_by_its_last_fitness_window_scores(window: int, fitness: str,
+                                                              exploits: list[tuple[int, int]]) -> None:
+    """Member 0 led at step 12 and dipped at 24. Judged by its best over two intervals it is still
+    the best, so it is not replaced; but what it holds now scored 0.3, below the weakest member's
+    0.5, so it donates to nobody. By the mean of two (0.6) it is in the middle and member 3 (0.7)
+    donates to the weakest; judged on its latest score it is replaced. A receiver takes its donor's
+    history with its state."""
     budget = Budget(population=4, steps=48, eval_every=4)
     pbt = strategy(0, budget=budget, synchronous=True, burn_in=24, fitness_window=window, fitness=fitness)
     pbt.ask(PopulationView(()))
@@ -342,6 +344,7 @@ def test_a_member_is_ranked_by_its_last_fitness_window_scores(window: int, fitne
         for member, score in enumerate(scores):
             pbt.tell(SegmentResult(member, step - 12, step, {}, ((step, {"Q": score}),), score))
         decisions = pbt.ask(PopulationView(()))
-    assert [(d.member, d.donor) for d in decisions if isinstance(d, Exploit)] == [(receiver, donor)]
+    assert [(d.member, d.donor) for d in decisions if isinstance(d, Exploit)] == exploits
     histories = [m["history"] for m in pbt.state_dict()["members"]]
-    assert histories[receiver] == histories[donor] == {0: [0.9, 0.3], 3: [0.7, 0.7][-window:]}[donor]
+    for receiver, donor in exploits:
+        assert histories[receiver] == histories[donor] == [0.7, 0.7][-window:]
