@@ -32,7 +32,7 @@ def one(population: int, workers: int, steps: int, out: Path) -> dict:
     raw = {"objective": "Q", "mode": "max", "trainable": {"name": "toy"},
            "space": {"h0": {"uniform": [0.0, 1.0]}, "h1": {"uniform": [0.0, 1.0]}},
            "budget": {"population": population, "steps": steps, "eval_every": 10},
-           "pbt": {"interval": 10, "burn_in": 0}}
+           "pbt": {"interval": 10, "burn_in": 0, "synchronous": False}}
     config = parse_config(raw, "driver_ceiling")
     cpu = time.process_time()
     summary = run(config, strategy="pbt", seed=0, out=out, workers=workers)

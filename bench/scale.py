@@ -1,6 +1,6 @@
 """Asynchronous PBT at populations 8 to 1,024 on the same budget (issue 13); prints ONE JSON line.
 
-The digits MLP of examples/digits.toml, asynchronous PBT with its default settings, ``interval`` and
+The digits MLP of examples/digits.toml, asynchronous PBT with its other default settings, ``interval`` and
 ``eval_every`` 100, on 2 workers, each population given the same total budget (default 1,024 x
 1,000 = 8 x 128,000 optimizer steps). Each population runs in a process of its own (its own
 embedded Ray on loopback), so its driver's peak RSS is its own. Per population:

@@ -1,6 +1,6 @@
 """What a PyTorch model costs on the runner (issue 12); prints ONE JSON line.
 
-* Utilisation: asynchronous PBT (PBT's defaults, interval 100) on the torch example
+* Utilisation: asynchronous PBT (PBT's other defaults, interval 100) on the torch example
   (examples/torch_digits.toml: a small CNN on the digits, 8 members x 2,000 steps), 2 workers:
   train seconds / (wall seconds x workers), the runner's clock starting once the workers are warm; the
   median of ``--repeats`` runs. With ``ray[tune]`` (``pip install -e ".[bench]"``), the same search as
@@ -88,9 +88,10 @@ class TorchBlob(TorchTrainable):
 def ours(out: Path, repeats: int) -> dict[str, Any]:
     """The torch example's PBT search ``repeats`` times (seed 0): the run of median utilisation."""
     from pbt.api import run
-    from pbt.config import load_config
+    from pbt.config import load_config, parse_config
 
-    config = load_config(TORCH_CONFIG)
+    raw = load_config(TORCH_CONFIG).raw
+    config = parse_config({**raw, "pbt": {**raw["pbt"], "synchronous": False}}, TORCH_CONFIG.name)
     runs = []
     for i in range(repeats):
         summary = run(config, strategy="pbt", seed=0, out=out / str(i), workers=WORKERS)
