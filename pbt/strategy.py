@@ -72,6 +72,7 @@ class PBTStrategy(Strategy):
         self.space = space
         self.budget = budget
         self.settings = for_budget(settings, budget)
+        self.lead_limit = None if self.settings.synchronous else self.settings.interval
         self.rng = rng
         self._members = [_Member(hparams=h) for h in random_population(space, budget, initial, rng)]
         self._ready: list[int] = []  # asynchronous: in the order members became ready

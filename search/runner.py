@@ -347,7 +347,8 @@ class Runner:
         waiting = _Waiting([m for m in training if m.planned() < m.segment.end])
         if not free or not waiting.count:
             return
-        floor = min(m.step for m in training)
+        limit = self.strategy.lead_limit
+        ahead_of = None if limit is None else min(m.step for m in training) + limit
         queued = {w.id: sum(i.steps for c in self.queues.get(w.id, ()) for i in c.items if not i.discard)
                   for w in ready}
         barrier = all(not self.queues.get(w.id) for w in ready)  # all idle (a barrier, the start)
@@ -364,7 +365,7 @@ class Runner:
                     continue  # it has its part of the work queued already
                 chosen: list[_Member] = []
                 while len(chosen) < (share if periods is None or barrier else min(share, periods)):
-                    m = self._pick(waiting, worker.id, ready_ids, idle=depth == 0, floor=floor)
+                    m = self._pick(waiting, worker.id, ready_ids, idle=depth == 0, ahead_of=ahead_of)
                     if m is None:
                         break
                     chosen.append(m)
@@ -376,17 +377,17 @@ class Runner:
                             waiting.add(m)
 
     def _pick(self, waiting: _Waiting, worker_id: str, ready_ids: set[str], idle: bool,
-              floor: int) -> _Member | None:
+              ahead_of: int | None) -> _Member | None:
         """Take from ``waiting`` the member ``worker_id`` should train next: the least advanced (so
         the population moves together, as asynchronous PBT compares members at about the same step,
         the way Ray Tune runs the trial with the fewest iterations first); among equals, the one it
         is already training, then the ones it ran last, then those whose worker is gone, then those
         of busy workers (if ``worker_id`` is idle, or their worker is full); then the lowest id.
-        None that is more than its segment ahead of ``floor``, the least advanced member in
-        training: a faster worker waits for the slower one's members to come free and takes them,
-        instead of running its own members ever further ahead (members stay with their worker
-        otherwise, and their queued calls keep them there). So members' steps stay within about two
-        segments of each other, as in synchronous mode, without a barrier.
+        None planned beyond ``ahead_of`` (the strategy's ``lead_limit`` past the least advanced
+        member in training): a faster worker waits for the slower one's members to come free and
+        takes them, instead of running its own members ever further ahead (members stay with their
+        worker otherwise, and their queued calls keep them there). So asynchronous PBT's members stay
+        within about two intervals of each other, as in synchronous mode, without a barrier.
         Only the head of each home is read, so a pick costs the number of workers, not members."""
         best, best_key = None, None
         for home in waiting.homes():
@@ -402,7 +403,7 @@ class Runner:
             else:
                 rank = None  # its own worker is idle, or has room and no more need: it takes it
             head = None if rank is None else waiting.head(home)
-            if head is not None and head[0] - floor > head[2].segment.end - head[2].segment.start:
+            if head is not None and ahead_of is not None and head[0] > ahead_of:
                 continue  # this home's least advanced is too far ahead
             if head is not None and (best_key is None or (head[0], rank, head[1]) < best_key):
                 best, best_key = home, (head[0], rank, head[1])

@@ -104,6 +104,10 @@ class Strategy(ABC):
     """Decides what the population trains next. Subclasses: grid, random, PBT."""
 
     name: str
+    #: At most how many steps ahead of the least advanced member in training a member may be given
+    #: work; ``None``: no limit. Asynchronous PBT sets its interval, so that it compares members at
+    #: about the same step even when some workers are slower than others.
+    lead_limit: int | None = None
 
     @abstractmethod
     def ask(self, view: PopulationView) -> list[Decision]:
