@@ -201,13 +201,13 @@ def test_a_stopped_run_snapshots_all_it_did_says_stopped_and_resumes_to_the_unin
 
 def test_asynchronous_pbt_resumes_after_sigkill_complete_within_budget_and_with_a_consistent_lineage(
         ray_cluster, tmp_path):
-    """The default mode decides on worker timing, so the resumed run cannot be compared with an
+    """Asynchronous mode decides on worker timing, so the resumed run cannot be compared with an
     uninterrupted one: it must be complete, exact in budget, and agree with its own lineage."""
     path = tmp_path / "slow.toml"
-    path.write_text(SLOW_TOY.format(steps=80, synchronous="false"))
-    _run_and_kill(ray_cluster.address, path, tmp_path / "killed", "pbt", total_steps=4 * 80)
+    path.write_text(SLOW_TOY.format(steps=120, synchronous="false"))  # long enough to find an exploit past a snapshot
+    _run_and_kill(ray_cluster.address, path, tmp_path / "killed", "pbt", total_steps=4 * 120)
     summary = resume(tmp_path / "killed", workers=2)
-    _assert_complete(tmp_path / "killed", summary, population=4, steps=80, eval_every=4)
+    _assert_complete(tmp_path / "killed", summary, population=4, steps=120, eval_every=4)
     _assert_lineage_consistent(tmp_path / "killed", summary)
 
 
