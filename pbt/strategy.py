@@ -266,7 +266,7 @@ class PBTStrategy(Strategy):
         ranked = ranking(scores, self.rng)
         hparams = {m: dict(self._members[m].hparams) for m in waiting}  # at the boundary, before any exploit
         history = {m: list(self._members[m].history) for m in waiting}
-        current = {m: history.get(m, self._members[m].history)[-1] for m in scores}  # scored at the boundary
+        current = {m: self._members[m].history[-1] for m in scores}  # scored at the boundary (before any exploit)
         chosen = []
         for member in waiting:
             donor = self._donor(member, ranked, scores, current)

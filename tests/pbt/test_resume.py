@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from trainables import toy_raw
+from trainables import slow_toy_config, toy_raw
 
 from pbt.api import resume, run
 from pbt.config import load_config, parse_config
@@ -24,31 +24,9 @@ from search.store import HP_PREFIX, hparam_names, load_run
 
 TIMES = ("wall_seconds", "train_seconds")
 TIMED_COLUMNS = ("worker", "node", "wall_time", "train_seconds")  # of a result row: where and when, not what
-SLOW_TOY = """
-objective = "Q"
-mode = "max"
-
-[trainable]
-name = "trainables:SlowToy"
-delay = 0.02
-lr = 0.01
-
-[space]
-h0 = {{ uniform = [0.0, 1.0] }}
-h1 = {{ uniform = [0.0, 1.0] }}
-
-[budget]
-population = 4
-steps = {steps}
-eval_every = 4
-
-[pbt]                           # a decision at every evaluation, half the population in the bottom:
-interval = 4                    # exploits often enough that a kill finds one to roll back
-burn_in = 0
-exploit = "truncation"
-fraction = 0.5
-synchronous = {synchronous}
-"""
+# a decision at every evaluation, half the population in the bottom: exploits often enough that a
+# kill finds one to roll back
+KILL_PBT = {"interval": 4, "burn_in": 0, "exploit": "truncation", "fraction": 0.5}
 
 
 def _timeless(summary: dict) -> dict:
@@ -161,8 +139,7 @@ def _assert_lineage_consistent(out: Path, summary: dict) -> None:
 
 @pytest.mark.parametrize("strategy", ["grid", "random", "pbt"])
 def test_resume_after_sigkill_has_no_duplicate_and_no_missing_results(ray_cluster, tmp_path, strategy):
-    path = tmp_path / "slow.toml"
-    path.write_text(SLOW_TOY.format(steps=80, synchronous="true"))
+    path = slow_toy_config(tmp_path / "slow.toml", steps=80, pbt={**KILL_PBT, "synchronous": True})
     _run_and_kill(ray_cluster.address, path, tmp_path / "killed", strategy, total_steps=4 * 80)
     summary = resume(tmp_path / "killed", workers=2)
     _assert_complete(tmp_path / "killed", summary, population=4, steps=80, eval_every=4)
@@ -179,8 +156,7 @@ def test_a_stopped_run_snapshots_all_it_did_says_stopped_and_resumes_to_the_unin
         ray_session, tmp_path):
     """``stop`` (what ``pbt stop`` sets through SIGTERM): unlike a kill, the final snapshot holds
     every result the run stored, so a resume redoes nothing."""
-    path = tmp_path / "slow.toml"
-    path.write_text(SLOW_TOY.format(steps=80, synchronous="true"))
+    path = slow_toy_config(tmp_path / "slow.toml", steps=80, pbt={**KILL_PBT, "synchronous": True})
     stop = threading.Event()
 
     def stop_midway(progress) -> None:
@@ -203,8 +179,8 @@ def test_asynchronous_pbt_resumes_after_sigkill_complete_within_budget_and_with_
         ray_cluster, tmp_path):
     """Asynchronous mode decides on worker timing, so the resumed run cannot be compared with an
     uninterrupted one: it must be complete, exact in budget, and agree with its own lineage."""
-    path = tmp_path / "slow.toml"
-    path.write_text(SLOW_TOY.format(steps=120, synchronous="false"))  # long enough to find an exploit past a snapshot
+    path = slow_toy_config(tmp_path / "slow.toml", steps=120,  # long enough to find an exploit past a snapshot
+                           pbt={**KILL_PBT, "synchronous": False})
     _run_and_kill(ray_cluster.address, path, tmp_path / "killed", "pbt", total_steps=4 * 120)
     summary = resume(tmp_path / "killed", workers=2)
     _assert_complete(tmp_path / "killed", summary, population=4, steps=120, eval_every=4)

@@ -28,6 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 from ray_processes import clean_env, free_port, session_processes, start_ray, stop_session
+from trainables import slow_toy_config
 
 from models.errors import StoreError
 from pbt.api import run
@@ -39,29 +40,6 @@ BIN = Path(sys.executable).parent
 TRAINABLES_DIR = Path(__file__).resolve().parents[1] / "workers"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 TIMES = ("wall_seconds", "train_seconds")
-SLOW_TOY = """\
-objective = "Q"
-mode = "max"
-
-[trainable]
-name = "trainables:SlowToy"
-delay = {delay}
-lr = 0.01
-
-[space]
-h0 = {{ uniform = [0.0, 1.0] }}
-h1 = {{ uniform = [0.0, 1.0] }}
-
-[budget]
-population = 4
-steps = {steps}
-eval_every = 4
-
-[pbt]
-interval = 8
-burn_in = 0
-synchronous = true
-"""
 
 
 @dataclass
@@ -161,9 +139,8 @@ def _submit_at_once(head: Head, config: Path, submissions: list[tuple[str, ...]]
 
 
 def _config(tmp_path: Path, steps: int, delay: float = 0.02, name: str = "slow.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(SLOW_TOY.format(steps=steps, delay=delay))
-    return path
+    return slow_toy_config(tmp_path / name, steps=steps, delay=delay,
+                           pbt={"interval": 8, "burn_in": 0, "synchronous": True})
 
 
 def _timeless(summary: dict) -> dict:

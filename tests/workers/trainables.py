@@ -6,6 +6,7 @@ Importable by Ray workers and driver subprocesses (``tests/conftest.py`` puts th
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -147,6 +148,30 @@ def toy_raw(*, population: int = 4, steps: int = 40, eval_every: int = 4, traina
     if pbt is not None:
         raw["pbt"] = dict(pbt)
     return raw
+
+
+def slow_toy_config(path: Path, *, steps: int, pbt: Mapping[str, Any], delay: float = 0.02) -> Path:
+    """Write a ``SlowToy`` search (``toy_raw``'s 4 members, ``delay`` seconds a step) as TOML to
+    ``path``, for tests that run ``pbt`` as a command; returns ``path``."""
+    raw = toy_raw(steps=steps, trainable={"name": "trainables:SlowToy", "delay": delay, "lr": 0.01}, pbt=pbt)
+    scalars = [f"{key} = {_toml(value)}" for key, value in raw.items() if not isinstance(value, dict)]
+    tables = [f"[{key}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in value.items())
+              for key, value in raw.items() if isinstance(value, dict)]
+    path.write_text("\n".join(scalars) + "\n\n" + "\n".join(tables))
+    return path
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: booleans, numbers, strings, arrays and inline tables of them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return repr(value)
 
 
 def toy_q(hparams: Mapping[str, float], steps: int, lr: float = 0.01) -> float:
